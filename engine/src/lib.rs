@@ -1,0 +1,26 @@
+//! # pinwheel-engine: the runtime under Pinwheel's process functions
+//!
+//! This crate holds the data structures and machinery that make Flink's `ProcessFunction` model fast;
+//! the user-facing API (traits, contexts, the pipeline builder, the test harness) lives in
+//! `pinwheel-operators` and is re-exported by the `pinwheel` crate.
+//!
+//! The layers, bottom up:
+//!
+//! * [`time`]: event time and processing time as `i64` milliseconds, the [`time::Clock`] trait
+//!   (system clock in production, a manual clock in tests) and saturating timestamp arithmetic.
+//! * [`key`]: the [`key::Key`] trait, dense per-operator key ids ([`key::KeyId`]) and the
+//!   random-seeded [`key::KeyInterner`].
+//! * [`timer`]: one hierarchical timing wheel per time domain ([`timer::TimerWheel`]), unique per
+//!   (key, timestamp), firing in timestamp order and, for equal timestamps, in registration order.
+//! * [`state`]: keyed state as typed columns indexed by key id (value, list, map, reducing,
+//!   aggregating), with Flink's TTL options.
+//! * [`watermark`]: the per-input watermark valve (strictly increasing, minimum over non-idle
+//!   channels).
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod key;
+pub mod state;
+pub mod time;
+pub mod timer;
+pub mod watermark;

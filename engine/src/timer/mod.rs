@@ -1,0 +1,1 @@
+//! Timer stores: the hierarchical timing wheel (being written).

@@ -1,0 +1,1 @@
+//! Watermark valves (being written).
