@@ -16,11 +16,18 @@
 //!   aggregating), with Flink's TTL options.
 //! * [`watermark`]: the per-input watermark valve (strictly increasing, minimum over non-idle
 //!   channels).
+//! * [`keygroup`]: the stable key → key group → shard assignment (versioned; checkpoints depend on it).
+//! * [`exchange`]: bounded lock-free SPSC rings between shards, verified under loom.
+//! * [`placement`]: which cores the shard threads run on.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod exchange;
 pub mod key;
+pub mod keygroup;
+pub mod placement;
 pub mod state;
+pub mod sync;
 pub mod time;
 pub mod timer;
 pub mod watermark;

@@ -1,0 +1,1 @@
+//! Exchange rings (being written).

@@ -1,0 +1,1 @@
+//! Shard placement (being written).

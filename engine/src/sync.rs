@@ -1,0 +1,1 @@
+//! Synchronization shim (being written).
