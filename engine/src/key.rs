@@ -9,7 +9,7 @@
 //!   Its output is never persisted.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
