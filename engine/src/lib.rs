@@ -26,6 +26,7 @@ pub mod exchange;
 pub mod key;
 pub mod keygroup;
 pub mod placement;
+pub mod shard;
 pub mod state;
 pub mod sync;
 pub mod time;

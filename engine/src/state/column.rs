@@ -1,0 +1,269 @@
+//! What every column shares: the shared cell a handle and the registry both point to, the checks
+//! of an access, the type-erased view the registry works through, and the single-value rows of
+//! value, reducing and aggregating state.
+
+use std::cell::{RefCell, RefMut};
+use std::mem;
+use std::rc::Rc;
+
+use super::ttl::Ttl;
+use super::{KeyedScope, RegistryId, StateError, StateScope};
+use crate::key::KeyId;
+use crate::time::Timestamp;
+
+/// The row index of `key` in every column.
+#[inline(always)]
+pub(super) fn row(key: KeyId) -> usize {
+    // Lossless: KeyId is u32 and the engine supports only targets whose usize is at least 32 bits.
+    key as usize
+}
+
+/// A column as shared by the registry and the handles: an immutable header (read without
+/// borrowing, so that errors can always name the state) and the rows behind a `RefCell`.
+///
+/// `C` is a concrete column type for a handle and `dyn ErasedColumn` for the registry; both
+/// `Rc`s point to the same allocation.
+pub(super) struct Column<C: ?Sized> {
+    pub(super) name: Box<str>,
+    pub(super) registry: RegistryId,
+    pub(super) data: RefCell<C>,
+}
+
+/// Checks an access and borrows the column: the handle must be bound, belong to the scope's
+/// registry, and the column must not be in use already (a reentrant access, for example from the
+/// closure of `with_value`, is an error, never a `RefCell` panic).
+#[inline]
+pub(super) fn open<'a, C, S>(
+    column: &'a Option<Rc<Column<C>>>,
+    kind: &'static str,
+    scope: &S,
+) -> Result<(RefMut<'a, C>, StateScope), StateError>
+where
+    S: KeyedScope + ?Sized,
+{
+    let Some(column) = column.as_deref() else {
+        return Err(StateError::Unbound { kind });
+    };
+    let scope = scope.state_scope();
+    if scope.registry() != column.registry {
+        return Err(StateError::ForeignHandle { name: column.name.to_string() });
+    }
+    match column.data.try_borrow_mut() {
+        Ok(data) => Ok((data, scope)),
+        Err(_) => Err(StateError::Reentrant { name: column.name.to_string() }),
+    }
+}
+
+/// The handle's `Debug`: its kind and the state's name, or that it is unbound.
+pub(super) fn debug_handle<C>(
+    f: &mut std::fmt::Formatter<'_>,
+    kind: &str,
+    column: &Option<Rc<Column<C>>>,
+) -> std::fmt::Result {
+    match column {
+        Some(column) => f.debug_tuple(kind).field(&column.name).finish(),
+        None => write!(f, "{kind}(<unbound>)"),
+    }
+}
+
+/// What the registry needs from any column, whatever its kind and types: counting, clearing a key,
+/// the TTL sweep, memory. Called through `dyn` by the runtime (never per record).
+pub(super) trait ErasedColumn {
+    /// Rows holding a value (absent rows and empty lists/maps do not count).
+    fn entries(&self) -> usize;
+    /// Whether `key`'s row holds a value.
+    fn has_row(&self, key: KeyId) -> bool;
+    /// Clears `key`'s row.
+    fn clear_row(&mut self, key: KeyId);
+    /// The column's length in rows (the largest key id ever written, plus one).
+    fn rows(&self) -> usize;
+    /// Whether the background TTL sweep visits this column.
+    fn sweeps(&self) -> bool;
+    /// Removes what is expired at `now` in the rows `start..end`; returns how many rows it emptied.
+    fn sweep(&mut self, now: Timestamp, start: usize, end: usize) -> usize;
+    /// Approximate heap bytes held by the column (shallow: the heap data owned by the stored
+    /// values themselves, such as a `String`'s bytes, is not counted).
+    fn memory_bytes(&self) -> usize;
+}
+
+/// What a read finds in a single-value row.
+pub(super) enum Visible<'a, T> {
+    /// Nothing, or an expired value under `NeverReturnExpired` (which the read removed).
+    Absent,
+    /// An unexpired value (refreshed if the TTL refreshes on reads).
+    Live(&'a mut T),
+    /// An expired value under `ReturnExpiredIfNotCleanedUp`: removed from the row and handed to
+    /// this read, the only one that sees it.
+    Expired(T),
+}
+
+/// Rows holding at most one value each, with a parallel timestamp per row when TTL is on: the
+/// storage of value, reducing and aggregating state.
+///
+/// Invariants: `stamps` is empty when `ttl` is `None`, else `stamps.len() == rows.len()`;
+/// `live` is the number of `Some` rows.
+pub(super) struct Cells<T> {
+    rows: Vec<Option<T>>,
+    stamps: Vec<Timestamp>,
+    ttl: Option<Ttl>,
+    live: usize,
+}
+
+impl<T> Cells<T> {
+    pub(super) fn new(ttl: Option<Ttl>) -> Self {
+        Cells { rows: Vec::new(), stamps: Vec::new(), ttl, live: 0 }
+    }
+
+    /// Grows the column so that row `i` exists.
+    #[inline]
+    fn grow(&mut self, i: usize) {
+        if i >= self.rows.len() {
+            let len = i.saturating_add(1);
+            self.rows.resize_with(len, || None);
+            if self.ttl.is_some() {
+                self.stamps.resize(len, 0);
+            }
+        }
+    }
+
+    /// The read path (A3.2, A3.10.4): absent, live (refreshed on read if so configured) or, under
+    /// `ReturnExpiredIfNotCleanedUp`, the expired value taken out of the row.
+    #[inline]
+    pub(super) fn visible(&mut self, key: KeyId, now: Timestamp) -> Visible<'_, T> {
+        let i = row(key);
+        let Some(slot) = self.rows.get_mut(i) else {
+            return Visible::Absent;
+        };
+        if slot.is_none() {
+            return Visible::Absent;
+        }
+        if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
+            if ttl.expired(*stamp, now) {
+                let expired = slot.take();
+                self.live -= 1;
+                return match expired {
+                    Some(value) if ttl.return_expired => Visible::Expired(value),
+                    _ => Visible::Absent,
+                };
+            }
+            if ttl.refresh_on_read {
+                *stamp = now;
+            }
+        }
+        match slot {
+            Some(value) => Visible::Live(value),
+            None => Visible::Absent,
+        }
+    }
+
+    /// Stores `value` (a write: the timestamp becomes `now`); `None` clears the row.
+    #[inline]
+    pub(super) fn set(&mut self, key: KeyId, now: Timestamp, value: Option<T>) {
+        match value {
+            Some(value) => self.put(key, now, value),
+            None => self.clear(key),
+        }
+    }
+
+    /// Stores `value` (a write: the timestamp becomes `now`).
+    #[inline]
+    pub(super) fn put(&mut self, key: KeyId, now: Timestamp, value: T) {
+        let i = row(key);
+        self.grow(i);
+        if let Some(slot) = self.rows.get_mut(i) {
+            if slot.is_none() {
+                self.live += 1;
+            }
+            *slot = Some(value);
+            if let Some(stamp) = self.stamps.get_mut(i) {
+                *stamp = now;
+            }
+        }
+    }
+
+    /// Takes the unexpired value out of the row, leaving it empty; an expired value is dropped,
+    /// whatever the visibility (A3.10.6: the next `add` starts fresh).
+    #[inline]
+    pub(super) fn take_unexpired(&mut self, key: KeyId, now: Timestamp) -> Option<T> {
+        let i = row(key);
+        let value = self.rows.get_mut(i)?.take()?;
+        self.live -= 1;
+        match (&self.ttl, self.stamps.get(i)) {
+            (Some(ttl), Some(&stamp)) if ttl.expired(stamp, now) => None,
+            _ => Some(value),
+        }
+    }
+
+    /// The unexpired value for an in-place write, with its timestamp refreshed to `now`; an expired
+    /// value is dropped (A3.10.6) and `None` returned, as for an absent row.
+    #[inline]
+    pub(super) fn unexpired_for_write(&mut self, key: KeyId, now: Timestamp) -> Option<&mut T> {
+        let i = row(key);
+        let slot = self.rows.get_mut(i)?;
+        slot.as_ref()?;
+        if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
+            if ttl.expired(*stamp, now) {
+                *slot = None;
+                self.live -= 1;
+                return None;
+            }
+            *stamp = now;
+        }
+        slot.as_mut()
+    }
+
+    /// Clears the row (nothing to do beyond the column's length).
+    #[inline]
+    pub(super) fn clear(&mut self, key: KeyId) {
+        if let Some(slot) = self.rows.get_mut(row(key)) {
+            if slot.take().is_some() {
+                self.live -= 1;
+            }
+        }
+    }
+}
+
+impl<T> ErasedColumn for Cells<T> {
+    fn entries(&self) -> usize {
+        self.live
+    }
+
+    fn has_row(&self, key: KeyId) -> bool {
+        self.rows.get(row(key)).is_some_and(Option::is_some)
+    }
+
+    fn clear_row(&mut self, key: KeyId) {
+        self.clear(key);
+    }
+
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn sweeps(&self) -> bool {
+        self.ttl.is_some_and(|t| t.background)
+    }
+
+    fn sweep(&mut self, now: Timestamp, start: usize, end: usize) -> usize {
+        let Some(ttl) = self.ttl else {
+            return 0;
+        };
+        let end = end.min(self.rows.len());
+        let start = start.min(end);
+        let mut removed = 0;
+        let stamps = self.stamps.get(start..).unwrap_or(&[]);
+        for (slot, &stamp) in self.rows[start..end].iter_mut().zip(stamps) {
+            if slot.is_some() && ttl.expired(stamp, now) {
+                *slot = None;
+                removed += 1;
+            }
+        }
+        self.live -= removed;
+        removed
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.rows.capacity() * mem::size_of::<Option<T>>()
+            + self.stamps.capacity() * mem::size_of::<Timestamp>()
+    }
+}

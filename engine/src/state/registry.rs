@@ -1,0 +1,319 @@
+//! The state registry of one keyed operator on one shard.
+
+use std::any::{Any, TypeId, type_name};
+use std::cell::RefCell;
+use std::fmt;
+use std::hash::Hash;
+use std::rc::Rc;
+// Not `crate::sync`: this is a process-wide id counter, not a protocol to model-check, and loom's
+// atomics cannot live in a `static`.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::column::{Cells, Column, ErasedColumn};
+use super::descriptor::{
+    AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+    ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,
+};
+use super::list::ListColumn;
+use super::map::MapColumn;
+use super::reducing::{AggregatingColumn, ReducingColumn};
+use super::ttl::{StateTtlConfig, Ttl};
+use super::value::ValueColumn;
+use super::{
+    AggregatingState, ListState, MapState, ReducingState, RegistryId, StateError, ValueState,
+};
+use crate::key::KeyId;
+use crate::time::Timestamp;
+
+static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(0);
+
+impl RegistryId {
+    fn next() -> RegistryId {
+        RegistryId(NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// One registered state: its column, seen both type-erased (for the registry's own work) and as
+/// `dyn Any` (to hand out typed handles when the same name is registered again).
+struct Registered {
+    name: String,
+    /// What was registered, for error messages: `ValueState<u64>`, with its TTL if any.
+    description: String,
+    /// The enabled TTL, if any (part of the state's identity: registering the same name with another
+    /// TTL is an error).
+    ttl: Option<StateTtlConfig>,
+    column: Rc<Column<dyn ErasedColumn>>,
+    typed: Rc<dyn Any>,
+}
+
+/// The keyed state of one keyed operator instance (one user function on one shard): one typed
+/// column per registered state, indexed by [`KeyId`].
+///
+/// The runtime owns the registry; the user's function registers its states in `open` (through
+/// the open context, which calls [`value_state`](Self::value_state) and friends) and keeps the
+/// returned handles. The runtime then counts, clears and sweeps through the registry, and builds
+/// the [`StateScope`](super::StateScope) of every access from [`id`](Self::id), the current key
+/// and the current processing time.
+///
+/// Registering a name again with the same kind, types and TTL returns a handle to the same state;
+/// anything else fails with [`StateError::IncompatibleDescriptor`]. For a reducing or aggregating
+/// state registered again, the first registration's function is kept.
+pub struct StateRegistry {
+    id: RegistryId,
+    states: Vec<Registered>,
+    /// Where the background TTL sweep resumes: index into `states`, then row.
+    sweep_state: usize,
+    sweep_row: usize,
+}
+
+impl StateRegistry {
+    /// An empty registry with a fresh, process-unique [`RegistryId`].
+    pub fn new() -> Self {
+        StateRegistry { id: RegistryId::next(), states: Vec::new(), sweep_state: 0, sweep_row: 0 }
+    }
+
+    /// This registry's id: every [`StateScope`](super::StateScope) used with its handles must carry
+    /// it.
+    pub fn id(&self) -> RegistryId {
+        self.id
+    }
+
+    /// Registers (or finds again) the state `name` whose column has type `C`.
+    fn register<C: ErasedColumn + 'static>(
+        &mut self,
+        name: &str,
+        requested: String,
+        ttl: Option<&StateTtlConfig>,
+        make: impl FnOnce(Option<Ttl>) -> C,
+    ) -> Result<Rc<Column<C>>, StateError> {
+        let ttl = ttl.filter(|t| t.is_enabled()).copied();
+        if let Some(config) = &ttl {
+            if config.ttl_ms() <= 0 {
+                return Err(StateError::InvalidTtl {
+                    name: name.to_string(),
+                    ttl_ms: config.ttl_ms(),
+                });
+            }
+        }
+        let requested = describe(requested, ttl.as_ref());
+        if let Some(existing) = self.states.iter().find(|s| s.name == name) {
+            if existing.ttl == ttl {
+                // The `TypeId` check: the downcast succeeds only for the very same column type,
+                // which encodes the state's kind and all its types.
+                if let Ok(column) = Rc::clone(&existing.typed).downcast::<Column<C>>() {
+                    return Ok(column);
+                }
+            }
+            return Err(StateError::IncompatibleDescriptor {
+                name: name.to_string(),
+                existing: existing.description.clone(),
+                requested,
+            });
+        }
+        let column = Rc::new(Column {
+            name: name.into(),
+            registry: self.id,
+            data: RefCell::new(make(Ttl::from_config(ttl.as_ref()))),
+        });
+        self.states.push(Registered {
+            name: name.to_string(),
+            description: requested,
+            ttl,
+            column: column.clone(),
+            typed: column.clone(),
+        });
+        Ok(column)
+    }
+
+    /// Registers a [`ValueState`] (Flink's `getState`).
+    pub fn value_state<T: Clone + 'static>(
+        &mut self,
+        descriptor: ValueStateDescriptor<T>,
+    ) -> Result<ValueState<T>, StateError> {
+        let requested = format!("ValueState<{}>", type_name::<T>());
+        let column =
+            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), |ttl| {
+                ValueColumn(Cells::new(ttl))
+            })?;
+        Ok(ValueState::bound(column))
+    }
+
+    /// Registers a [`ListState`] (Flink's `getListState`).
+    pub fn list_state<T: Clone + 'static>(
+        &mut self,
+        descriptor: ListStateDescriptor<T>,
+    ) -> Result<ListState<T>, StateError> {
+        let requested = format!("ListState<{}>", type_name::<T>());
+        let column =
+            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), ListColumn::new)?;
+        Ok(ListState::bound(column))
+    }
+
+    /// Registers a [`MapState`] (Flink's `getMapState`).
+    pub fn map_state<K: Eq + Hash + Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        descriptor: MapStateDescriptor<K, V>,
+    ) -> Result<MapState<K, V>, StateError> {
+        let requested = format!("MapState<{}, {}>", type_name::<K>(), type_name::<V>());
+        let column =
+            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), MapColumn::new)?;
+        Ok(MapState::bound(column))
+    }
+
+    /// Registers a [`ReducingState`] (Flink's `getReducingState`). With the default function type
+    /// ([`ReduceFn`](super::ReduceFn)) registering the name again with another closure returns the
+    /// same state, which keeps the first closure.
+    pub fn reducing_state<T: Clone + 'static, F: ReduceFunction<T> + 'static>(
+        &mut self,
+        descriptor: ReducingStateDescriptor<T, F>,
+    ) -> Result<ReducingState<T, F>, StateError> {
+        let requested = if TypeId::of::<F>() == TypeId::of::<ReduceFn<T>>() {
+            format!("ReducingState<{}>", type_name::<T>())
+        } else {
+            format!("ReducingState<{}, {}>", type_name::<T>(), type_name::<F>())
+        };
+        let ReducingStateDescriptor { name, ttl, function, .. } = descriptor;
+        let column = self.register(&name, requested, ttl.as_ref(), |ttl| ReducingColumn {
+            cells: Cells::new(ttl),
+            function,
+        })?;
+        Ok(ReducingState::bound(column))
+    }
+
+    /// Registers an [`AggregatingState`] (Flink's `getAggregatingState`).
+    pub fn aggregating_state<A: AggregateFunction + 'static>(
+        &mut self,
+        descriptor: AggregatingStateDescriptor<A>,
+    ) -> Result<AggregatingState<A>, StateError> {
+        let requested = format!("AggregatingState<{}>", type_name::<A>());
+        let AggregatingStateDescriptor { name, ttl, function } = descriptor;
+        let column = self.register(&name, requested, ttl.as_ref(), |ttl| AggregatingColumn {
+            cells: Cells::new(ttl),
+            function,
+        })?;
+        Ok(AggregatingState::bound(column))
+    }
+
+    /// The number of (state, key) pairs holding a value: Flink's test-harness
+    /// `numKeyedStateEntries()`. A list or map counts once per key, whatever its length. Expired
+    /// entries count until a read or the sweep removes them (A3.10.7). O(number of states).
+    pub fn num_entries(&self) -> usize {
+        self.states
+            .iter()
+            .filter_map(|s| s.column.data.try_borrow().ok())
+            .map(|c| c.entries())
+            .sum()
+    }
+
+    /// Whether any state holds a value for `key`.
+    pub fn has_state(&self, key: KeyId) -> bool {
+        self.states.iter().filter_map(|s| s.column.data.try_borrow().ok()).any(|c| c.has_row(key))
+    }
+
+    /// Clears `key`'s row in every state.
+    ///
+    /// A column that is borrowed at that moment (only possible if this is called from inside a
+    /// state access, which the runtime never does) is skipped.
+    pub fn clear_key(&mut self, key: KeyId) {
+        for state in &self.states {
+            if let Ok(mut column) = state.column.data.try_borrow_mut() {
+                column.clear_row(key);
+            }
+        }
+    }
+
+    /// The incremental background TTL cleanup (A3.10.7): visits at most `budget` rows of the
+    /// states that have TTL with background cleanup, resuming where the previous call stopped and
+    /// wrapping around, and removes what is expired at `now` (whatever the visibility). Returns the
+    /// number of rows it emptied (by how much [`num_entries`](Self::num_entries) went down);
+    /// expired list elements and map entries in rows that keep unexpired ones are removed too, but
+    /// not counted.
+    ///
+    /// A call visits each row at most once, so a budget larger than the number of rows costs no
+    /// more than a full pass. States without TTL are skipped at no cost to the budget.
+    pub fn cleanup_expired(&mut self, now: Timestamp, budget: usize) -> usize {
+        let n = self.states.len();
+        if budget == 0 || n == 0 {
+            return 0;
+        }
+        let (mut state, mut start) =
+            if self.sweep_state < n { (self.sweep_state, self.sweep_row) } else { (0, 0) };
+        let mut left = budget;
+        let mut removed = 0;
+        // One full cycle at most: the states after the cursor, then those before it, then the
+        // cursor's state again, from row 0 up to where this call started in it.
+        let first_start = start;
+        for step in 0..=n {
+            let wrapped_to_first = step == n;
+            if let Ok(mut column) = self.states[state].column.data.try_borrow_mut() {
+                if column.sweeps() {
+                    let rows = column.rows();
+                    let limit = if wrapped_to_first { first_start.min(rows) } else { rows };
+                    if start < limit {
+                        let end = limit.min(start.saturating_add(left));
+                        removed += column.sweep(now, start, end);
+                        left -= end - start;
+                        start = end;
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if wrapped_to_first {
+                break;
+            }
+            state = (state + 1) % n;
+            start = 0;
+        }
+        self.sweep_state = state;
+        self.sweep_row = start;
+        removed
+    }
+
+    /// The registered states' names, in registration order.
+    pub fn state_names(&self) -> Vec<String> {
+        self.states.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Approximate heap bytes held by the states: the columns' rows, timestamps, list and map
+    /// storage (shallow: heap data owned by the stored values, such as a `String`'s bytes, is not
+    /// counted). O(keys) for list and map states.
+    pub fn memory_bytes(&self) -> usize {
+        self.states
+            .iter()
+            .filter_map(|s| s.column.data.try_borrow().ok())
+            .map(|c| c.memory_bytes())
+            .sum()
+    }
+}
+
+/// The description of a registration, for [`StateError::IncompatibleDescriptor`].
+fn describe(kind_and_types: String, ttl: Option<&StateTtlConfig>) -> String {
+    match ttl {
+        None => kind_and_types,
+        Some(t) => format!(
+            "{kind_and_types} with a TTL of {} ms ({:?}, {:?}{})",
+            t.ttl_ms(),
+            t.refresh_policy(),
+            t.visibility(),
+            if t.cleanup_in_background() { "" } else { ", no background cleanup" }
+        ),
+    }
+}
+
+impl Default for StateRegistry {
+    fn default() -> Self {
+        StateRegistry::new()
+    }
+}
+
+impl fmt::Debug for StateRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateRegistry")
+            .field("id", &self.id)
+            .field("states", &self.states.iter().map(|s| &s.description).collect::<Vec<_>>())
+            .field("entries", &self.num_entries())
+            .finish()
+    }
+}
