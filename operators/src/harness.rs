@@ -1,0 +1,318 @@
+//! Test harnesses for users' own functions, in the spirit of Flink's
+//! `KeyedOneInputStreamOperatorTestHarness` (STYLE.md section 7).
+//!
+//! A harness runs the **same operator code as the engine** ([`KeyedOperator`]) on the current
+//! thread, with a manual processing-time clock that moves only when the test says so (no
+//! auto-advance) and event time that moves only through explicit watermarks. Outputs are kept in
+//! emission order with records and watermarks interleaved, as Flink's `getOutput()` does.
+//!
+//! After every input call the harness does what a shard does after a callback returns: it fires
+//! processing-time timers that are already due (a processing-time timer registered at or before
+//! the current processing time fires "as soon as the current callback returns", SEMANTICS A1.6).
+//!
+//! ```
+//! use pinwheel_operators::harness::KeyedHarness;
+//! use pinwheel_operators::{process_fn, Collector, Context, FnError, StreamElement};
+//!
+//! let f = process_fn(|v: (String, i64), ctx: &mut Context<'_, String>, out: &mut Collector<'_, String>| {
+//!     let ts = ctx.timestamp().unwrap_or(0);
+//!     ctx.timer_service().register_event_time_timer(ts.saturating_add(10))?;
+//!     out.collect(format!("E {}", v.0));
+//!     Ok::<(), FnError>(())
+//! })
+//! .on_timer(|t, ctx, out| {
+//!     out.collect(format!("T {} {t}", ctx.current_key()));
+//!     Ok(())
+//! });
+//! let mut h = KeyedHarness::new(f, |v: &(String, i64)| v.0.clone()).unwrap();
+//! h.process_element(("a".to_string(), 1), 1).unwrap();
+//! h.process_watermark(11).unwrap();
+//! assert_eq!(
+//!     h.take_output(),
+//!     vec![
+//!         StreamElement::record("E a".to_string(), 1),
+//!         StreamElement::record("T a 11".to_string(), 11),
+//!         StreamElement::Watermark(11),
+//!     ]
+//! );
+//! ```
+
+use std::fmt;
+
+use pinwheel_engine::time::{TimeDomain, Timestamp};
+
+use crate::context::ShardInfo;
+use crate::error::PipelineError;
+use crate::function::{KeyedProcessFunction, ProcessFunction};
+use crate::output::{OutputTag, StreamElement};
+use crate::runtime::{KeyedOperator, OperatorMetrics, ProcessOperator};
+use crate::semantics::Semantics;
+
+/// Settings of a harness.
+#[derive(Debug, Clone)]
+pub struct HarnessBuilder {
+    semantics: Semantics,
+    processing_time: Timestamp,
+    name: String,
+    shard: ShardInfo,
+}
+
+impl Default for HarnessBuilder {
+    fn default() -> Self {
+        HarnessBuilder {
+            semantics: Semantics::default(),
+            processing_time: 0,
+            name: "process".to_string(),
+            shard: ShardInfo { index: 0, count: 1 },
+        }
+    }
+}
+
+impl HarnessBuilder {
+    /// Semantic settings (default: [`Semantics::default`]).
+    pub fn semantics(mut self, semantics: Semantics) -> Self {
+        self.semantics = semantics;
+        self
+    }
+
+    /// The initial processing time (default 0).
+    pub fn processing_time(mut self, t: Timestamp) -> Self {
+        self.processing_time = t;
+        self
+    }
+
+    /// The operator's name in errors (default `process`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Builds a keyed harness.
+    pub fn keyed<F, KS>(
+        self,
+        function: F,
+        key_selector: KS,
+    ) -> Result<KeyedHarness<F, KS>, PipelineError>
+    where
+        F: KeyedProcessFunction,
+        KS: FnMut(&F::In) -> F::Key,
+    {
+        let op = KeyedOperator::new(
+            function,
+            self.name,
+            self.shard,
+            self.semantics,
+            self.processing_time,
+        )?;
+        Ok(KeyedHarness { op, key_selector, output: Vec::new() })
+    }
+
+    /// Builds a non-keyed harness.
+    pub fn non_keyed<F: ProcessFunction>(self, function: F) -> Result<Harness<F>, PipelineError> {
+        let op = ProcessOperator::new(
+            function,
+            self.name,
+            self.shard,
+            self.semantics,
+            self.processing_time,
+        )?;
+        Ok(Harness { op, output: Vec::new() })
+    }
+}
+
+/// A harness for a [`KeyedProcessFunction`]; see the [module docs](self).
+pub struct KeyedHarness<F: KeyedProcessFunction, KS> {
+    op: KeyedOperator<F>,
+    key_selector: KS,
+    output: Vec<StreamElement<F::Out>>,
+}
+
+impl<F: KeyedProcessFunction, KS> fmt::Debug for KeyedHarness<F, KS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedHarness").field("operator", &self.op).finish_non_exhaustive()
+    }
+}
+
+impl<F, KS> KeyedHarness<F, KS>
+where
+    F: KeyedProcessFunction,
+    KS: FnMut(&F::In) -> F::Key,
+{
+    /// A harness with default settings; `open` has run.
+    pub fn new(function: F, key_selector: KS) -> Result<Self, PipelineError> {
+        HarnessBuilder::default().keyed(function, key_selector)
+    }
+
+    /// Settings for a harness.
+    pub fn builder() -> HarnessBuilder {
+        HarnessBuilder::default()
+    }
+
+    fn after_callback(&mut self) -> Result<(), PipelineError> {
+        let now = self.op.current_processing_time();
+        self.op.advance_processing_time(now, &mut self.output)
+    }
+
+    /// Processes an element with a timestamp (`h.process_element(v, 5)`) or without one
+    /// (`h.process_element(v, None)`).
+    pub fn process_element(
+        &mut self,
+        value: F::In,
+        timestamp: impl Into<Option<Timestamp>>,
+    ) -> Result<(), PipelineError> {
+        let key = (self.key_selector)(&value);
+        self.op.process_element(key, value, timestamp.into(), &mut self.output)?;
+        self.after_callback()
+    }
+
+    /// Processes a watermark: fires event-time timers `<= watermark`, then forwards it. A watermark
+    /// that does not advance is dropped (and counted), as at an operator input.
+    pub fn process_watermark(&mut self, watermark: Timestamp) -> Result<(), PipelineError> {
+        self.op.process_watermark(watermark, &mut self.output)?;
+        self.after_callback()
+    }
+
+    /// Marks the input idle: an idle status is forwarded.
+    pub fn mark_idle(&mut self) {
+        self.op.process_idle(&mut self.output);
+    }
+
+    /// Sets processing time (never backwards) and fires processing-time timers `<= t`.
+    pub fn set_processing_time(&mut self, t: Timestamp) -> Result<(), PipelineError> {
+        self.op.advance_processing_time(t, &mut self.output)
+    }
+
+    /// Moves processing time forward by `delta` milliseconds.
+    pub fn advance_processing_time(&mut self, delta: i64) -> Result<(), PipelineError> {
+        let t = self.op.current_processing_time().saturating_add(delta);
+        self.set_processing_time(t)
+    }
+
+    /// Ends the input: the final watermark, the end-of-input processing-time rule, `close`.
+    pub fn end_input(&mut self) -> Result<(), PipelineError> {
+        self.op.end_of_input(&mut self.output)
+    }
+
+    /// Everything emitted on the main output since the last `take_output`, in emission order.
+    pub fn take_output(&mut self) -> Vec<StreamElement<F::Out>> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// The main output so far (not taken).
+    pub fn output(&self) -> &[StreamElement<F::Out>] {
+        &self.output
+    }
+
+    /// The values of the records on the main output so far.
+    pub fn output_values(&self) -> Vec<&F::Out> {
+        self.output.iter().filter_map(StreamElement::value).collect()
+    }
+
+    /// Takes everything emitted on the side output `tag`.
+    pub fn take_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) -> Vec<StreamElement<T>> {
+        self.op.side_outputs().take(tag)
+    }
+
+    /// Pending event-time timers, all keys.
+    pub fn num_event_time_timers(&self) -> usize {
+        self.op.num_event_time_timers()
+    }
+
+    /// Pending processing-time timers, all keys.
+    pub fn num_processing_time_timers(&self) -> usize {
+        self.op.num_processing_time_timers()
+    }
+
+    /// (state, key) pairs holding a value.
+    pub fn num_keyed_state_entries(&self) -> usize {
+        self.op.num_keyed_state_entries()
+    }
+
+    /// The pending timers of `key` in `domain`, ascending.
+    pub fn registered_timers(&self, key: &F::Key, domain: TimeDomain) -> Vec<Timestamp> {
+        self.op.timers_of(key, domain)
+    }
+
+    /// The operator's watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.op.current_watermark()
+    }
+
+    /// The operator's processing time.
+    pub fn current_processing_time(&self) -> Timestamp {
+        self.op.current_processing_time()
+    }
+
+    /// The operator's counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        self.op.metrics()
+    }
+
+    /// The operator itself.
+    pub fn operator(&self) -> &KeyedOperator<F> {
+        &self.op
+    }
+
+    /// The user function.
+    pub fn function(&self) -> &F {
+        self.op.function()
+    }
+}
+
+/// A harness for a non-keyed [`ProcessFunction`].
+pub struct Harness<F: ProcessFunction> {
+    op: ProcessOperator<F>,
+    output: Vec<StreamElement<F::Out>>,
+}
+
+impl<F: ProcessFunction> fmt::Debug for Harness<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Harness").field("operator", &self.op).finish_non_exhaustive()
+    }
+}
+
+impl<F: ProcessFunction> Harness<F> {
+    /// A harness with default settings; `open` has run.
+    pub fn new(function: F) -> Result<Self, PipelineError> {
+        HarnessBuilder::default().non_keyed(function)
+    }
+
+    /// Processes an element with or without a timestamp.
+    pub fn process_element(
+        &mut self,
+        value: F::In,
+        timestamp: impl Into<Option<Timestamp>>,
+    ) -> Result<(), PipelineError> {
+        self.op.process_element(value, timestamp.into(), &mut self.output)
+    }
+
+    /// Processes a watermark.
+    pub fn process_watermark(&mut self, watermark: Timestamp) {
+        self.op.process_watermark(watermark, &mut self.output);
+    }
+
+    /// Sets processing time (never backwards).
+    pub fn set_processing_time(&mut self, t: Timestamp) {
+        self.op.advance_processing_time(t);
+    }
+
+    /// Ends the input.
+    pub fn end_input(&mut self) -> Result<(), PipelineError> {
+        self.op.end_of_input(&mut self.output)
+    }
+
+    /// Takes the main output.
+    pub fn take_output(&mut self) -> Vec<StreamElement<F::Out>> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Takes a side output.
+    pub fn take_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) -> Vec<StreamElement<T>> {
+        self.op.side_outputs().take(tag)
+    }
+
+    /// The operator's counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        self.op.metrics()
+    }
+}

@@ -1,0 +1,340 @@
+//! Process stages: a keyed or non-keyed process function fed by its upstream stage.
+
+use std::fmt;
+use std::sync::Arc;
+
+use pinwheel_engine::time::Timestamp;
+
+use super::exchange::ExchangeStream;
+use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
+use crate::error::PipelineError;
+use crate::function::{KeyedProcessFunction, ProcessFunction};
+use crate::output::{OutputTag, SideOutputs, StreamElement};
+use crate::runtime::{KeyedOperator, OperatorMetrics, ProcessOperator};
+
+/// How many upstream elements a process stage handles before it hands its outputs on.
+pub(crate) const BATCH: usize = 512;
+
+type SideHandler = Arc<dyn Fn(&mut SideOutputs) + Send + Sync>;
+
+/// Side outputs that have a consumer, and the count of records that had none.
+#[derive(Clone, Default)]
+pub(crate) struct SideRoutes {
+    handlers: Vec<SideHandler>,
+}
+
+impl SideRoutes {
+    pub(crate) fn add<T: 'static>(
+        &mut self,
+        tag: &OutputTag<T>,
+        f: impl Fn(T, Option<Timestamp>) + Send + Sync + 'static,
+    ) {
+        let tag = tag.clone();
+        self.handlers.push(Arc::new(move |side: &mut SideOutputs| {
+            for e in side.take(&tag) {
+                if let StreamElement::Record { value, timestamp } = e {
+                    f(value, timestamp);
+                }
+            }
+        }));
+    }
+
+    /// Hands side records to their consumers, and counts and discards the rest (a side output
+    /// nobody consumes goes nowhere, as in Flink; the count says how much).
+    fn route(&self, side: &mut SideOutputs, unconsumed: &mut u64) {
+        for h in &self.handlers {
+            h(side);
+        }
+        *unconsumed += side.discard_records();
+    }
+}
+
+impl fmt::Debug for SideRoutes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SideRoutes({})", self.handlers.len())
+    }
+}
+
+/// A keyed process function: the plan.
+pub struct KeyedProcessPlan<P, KS, FF> {
+    pub(crate) upstream: P,
+    pub(crate) exchange_id: u64,
+    pub(crate) key_selector: Arc<KS>,
+    pub(crate) factory: Arc<FF>,
+    pub(crate) name: Arc<str>,
+    pub(crate) side: SideRoutes,
+}
+
+impl<P: fmt::Debug, KS, FF> fmt::Debug for KeyedProcessPlan<P, KS, FF> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedProcessPlan")
+            .field("name", &self.name)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Buffered output of a process stage, handed on element by element.
+#[derive(Debug)]
+struct OutputBuffer<O> {
+    elements: Vec<StreamElement<O>>,
+    next: usize,
+}
+
+impl<O> OutputBuffer<O> {
+    fn new() -> Self {
+        OutputBuffer { elements: Vec::with_capacity(BATCH), next: 0 }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<StreamElement<O>> {
+        if self.next < self.elements.len() {
+            let e = std::mem::replace(&mut self.elements[self.next], StreamElement::Idle);
+            self.next += 1;
+            Some(e)
+        } else {
+            if self.next > 0 {
+                self.elements.clear();
+                self.next = 0;
+            }
+            None
+        }
+    }
+}
+
+/// A keyed process function: the running stage.
+pub struct KeyedProcessStream<S, KS, F: KeyedProcessFunction> {
+    input: S,
+    key_selector: Arc<KS>,
+    op: KeyedOperator<F>,
+    out: OutputBuffer<F::Out>,
+    side: SideRoutes,
+    side_unconsumed: u64,
+    now: Timestamp,
+    done: bool,
+}
+
+impl<S, KS, F: KeyedProcessFunction> fmt::Debug for KeyedProcessStream<S, KS, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedProcessStream").field("operator", &self.op).finish_non_exhaustive()
+    }
+}
+
+impl<S, KS, F: KeyedProcessFunction> KeyedProcessStream<S, KS, F> {
+    /// The operator's counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        self.op.metrics()
+    }
+
+    /// Side-output records that no consumer claimed.
+    pub fn side_records_unconsumed(&self) -> u64 {
+        self.side_unconsumed
+    }
+}
+
+impl<P, KS, FF, F> StreamPlan for KeyedProcessPlan<P, KS, FF>
+where
+    P: StreamPlan,
+    P::Item: Send,
+    KS: Fn(&P::Item) -> F::Key + Send + Sync + 'static,
+    FF: Fn() -> F + Send + Sync + 'static,
+    F: KeyedProcessFunction<In = P::Item>,
+{
+    type Item = F::Out;
+    type Stream = KeyedProcessStream<ExchangeStream<P::Stream, KS>, KS, F>;
+
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
+        let upstream = self.upstream.build(cx)?;
+        let endpoints = if cx.shard.count > 1 {
+            Some(cx.exchanges.endpoints::<P::Item>(self.exchange_id, cx.shard.index)?)
+        } else {
+            None
+        };
+        let input = ExchangeStream::new(
+            upstream,
+            self.key_selector.clone(),
+            cx.key_groups,
+            cx.shard.index,
+            cx.shard.count,
+            endpoints,
+        );
+        let op = KeyedOperator::new(
+            (self.factory)(),
+            self.name.clone(),
+            cx.shard,
+            cx.semantics,
+            cx.start_time,
+        )?;
+        Ok(KeyedProcessStream {
+            input,
+            key_selector: self.key_selector.clone(),
+            op,
+            out: OutputBuffer::new(),
+            side: self.side.clone(),
+            side_unconsumed: 0,
+            now: cx.start_time,
+            done: false,
+        })
+    }
+}
+
+impl<S, KS, F> Stream for KeyedProcessStream<S, KS, F>
+where
+    S: Stream<Item = F::In>,
+    KS: Fn(&F::In) -> F::Key,
+    F: KeyedProcessFunction,
+{
+    type Item = F::Out;
+
+    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
+        if let Some(e) = self.out.pop() {
+            return Ok(Poll::Ready(e));
+        }
+        if self.done {
+            return Ok(Poll::Done);
+        }
+        let buf = &mut self.out.elements;
+        if cx.now() != self.now {
+            self.now = cx.now();
+            self.op.advance_processing_time(self.now, buf)?;
+        }
+        let mut result = Poll::Yield;
+        for _ in 0..BATCH {
+            match self.input.poll_next(cx)? {
+                Poll::Ready(StreamElement::Record { value, timestamp }) => {
+                    let key = (self.key_selector)(&value);
+                    self.op.process_element(key, value, timestamp, buf)?;
+                }
+                Poll::Ready(StreamElement::Watermark(w)) => {
+                    self.op.process_watermark(w, buf)?;
+                }
+                Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
+                Poll::Yield => break,
+                Poll::Pending => {
+                    result = Poll::Pending;
+                    break;
+                }
+                Poll::Done => {
+                    self.op.end_of_input(buf)?;
+                    self.done = true;
+                    result = Poll::Done;
+                    break;
+                }
+            }
+        }
+        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
+        if let Some(t) = self.op.next_processing_timer() {
+            cx.wake_at(t);
+        }
+        Ok(match self.out.pop() {
+            Some(e) => Poll::Ready(e),
+            None => result,
+        })
+    }
+}
+
+/// A non-keyed process function: the plan.
+pub struct ProcessPlan<P, FF> {
+    pub(crate) upstream: P,
+    pub(crate) factory: Arc<FF>,
+    pub(crate) name: Arc<str>,
+    pub(crate) side: SideRoutes,
+}
+
+impl<P: fmt::Debug, FF> fmt::Debug for ProcessPlan<P, FF> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPlan").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A non-keyed process function: the running stage.
+pub struct ProcessStream<S, F: ProcessFunction> {
+    input: S,
+    op: ProcessOperator<F>,
+    out: OutputBuffer<F::Out>,
+    side: SideRoutes,
+    side_unconsumed: u64,
+    done: bool,
+}
+
+impl<S, F: ProcessFunction> fmt::Debug for ProcessStream<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessStream").field("operator", &self.op).finish_non_exhaustive()
+    }
+}
+
+impl<P, FF, F> StreamPlan for ProcessPlan<P, FF>
+where
+    P: StreamPlan,
+    FF: Fn() -> F + Send + Sync + 'static,
+    F: ProcessFunction<In = P::Item>,
+{
+    type Item = F::Out;
+    type Stream = ProcessStream<P::Stream, F>;
+
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
+        let input = self.upstream.build(cx)?;
+        let op = ProcessOperator::new(
+            (self.factory)(),
+            self.name.clone(),
+            cx.shard,
+            cx.semantics,
+            cx.start_time,
+        )?;
+        Ok(ProcessStream {
+            input,
+            op,
+            out: OutputBuffer::new(),
+            side: self.side.clone(),
+            side_unconsumed: 0,
+            done: false,
+        })
+    }
+}
+
+impl<S, F> Stream for ProcessStream<S, F>
+where
+    S: Stream<Item = F::In>,
+    F: ProcessFunction,
+{
+    type Item = F::Out;
+
+    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
+        if let Some(e) = self.out.pop() {
+            return Ok(Poll::Ready(e));
+        }
+        if self.done {
+            return Ok(Poll::Done);
+        }
+        self.op.advance_processing_time(cx.now());
+        let buf = &mut self.out.elements;
+        let mut result = Poll::Yield;
+        for _ in 0..BATCH {
+            match self.input.poll_next(cx)? {
+                Poll::Ready(StreamElement::Record { value, timestamp }) => {
+                    self.op.process_element(value, timestamp, buf)?;
+                }
+                Poll::Ready(StreamElement::Watermark(w)) => {
+                    self.op.process_watermark(w, buf);
+                }
+                Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
+                Poll::Yield => break,
+                Poll::Pending => {
+                    result = Poll::Pending;
+                    break;
+                }
+                Poll::Done => {
+                    self.op.end_of_input(buf)?;
+                    self.done = true;
+                    result = Poll::Done;
+                    break;
+                }
+            }
+        }
+        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
+        Ok(match self.out.pop() {
+            Some(e) => Poll::Ready(e),
+            None => result,
+        })
+    }
+}

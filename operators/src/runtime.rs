@@ -1,0 +1,579 @@
+//! Operator instances: a user function with its keys, state, timers and outputs, driven by
+//! elements, watermarks and processing time.
+//!
+//! [`KeyedOperator`] is what runs on a shard and what the test harness drives: the same code. Its
+//! event loop is Flink's (SEMANTICS C3):
+//!
+//! ```text
+//! element(key, v, ts):   key id = intern(key); fn.process_element(v, ctx{key, ts, wm})
+//! watermark(W):          drop unless W > current (counted); current = W
+//!                        while a timer <= W is pending: pop the earliest; fn.on_timer(...)   (re-peek each time)
+//!                        forward W on the main output and every side output
+//! processing_time(T):    while a processing-time timer <= T is pending: pop; fn.on_timer(...)
+//! end_of_input():        watermark(MAX); then drop or fire pending processing-time timers; close
+//! ```
+
+use std::sync::Arc;
+
+use pinwheel_engine::key::{KeyId, KeyInterner};
+use pinwheel_engine::state::{StateRegistry, StateScope};
+use pinwheel_engine::time::{MAX_WATERMARK, MIN_WATERMARK, TimeDomain, Timestamp};
+use pinwheel_engine::timer::{Timer, TimerWheel};
+
+use crate::context::{
+    Context, KeyedTimers, OnTimerContext, OpenContext, ProcessContext, ShardInfo, TimerService,
+};
+use crate::error::{CapacityError, FnError, Phase, PipelineError};
+use crate::function::{KeyedProcessFunction, ProcessFunction};
+use crate::output::{Collector, SideOutputs, StreamElement};
+use crate::semantics::{EndOfInputTimers, Semantics};
+
+/// How many rows the TTL sweep visits per processing-time advance.
+const TTL_SWEEP_BUDGET: usize = 64;
+
+/// Counters of one operator instance. Plain integers on the shard; read them between steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperatorMetrics {
+    /// Elements processed.
+    pub records_in: u64,
+    /// Elements whose timestamp was at or below the watermark when they arrived (they are still
+    /// processed: SEMANTICS A2.9).
+    pub late_records: u64,
+    /// Watermarks dropped because they did not advance the operator's watermark (A2.3).
+    pub watermarks_dropped: u64,
+    /// Event-time timers fired.
+    pub event_timers_fired: u64,
+    /// Processing-time timers fired.
+    pub processing_timers_fired: u64,
+    /// Processing-time timers dropped at the end of input ([`EndOfInputTimers::Drop`]).
+    pub processing_timers_dropped_at_end: u64,
+    /// Event-time timers still pending when the operator finished (registered after the final
+    /// watermark, so they can never fire).
+    pub event_timers_never_fired: u64,
+    /// Timer registrations ignored because the operator had already finished.
+    pub timers_ignored_after_end: u64,
+    /// Expired TTL state rows removed by the background sweep.
+    pub ttl_rows_swept: u64,
+}
+
+/// Detects a timer that keeps re-registering itself at its own timestamp (SEMANTICS A9.5).
+#[derive(Debug, Default)]
+struct RefireGuard {
+    last: Option<Timer>,
+    count: u32,
+}
+
+impl RefireGuard {
+    /// Records a firing; returns the number of consecutive re-fires of the same timer.
+    #[inline]
+    fn fired(&mut self, t: Timer) -> u32 {
+        if self.last == Some(t) {
+            self.count += 1;
+        } else {
+            self.last = Some(t);
+            self.count = 0;
+        }
+        self.count
+    }
+}
+
+/// A keyed process function at work: its keys, keyed state, two timer wheels and side outputs.
+pub struct KeyedOperator<F: KeyedProcessFunction> {
+    function: F,
+    name: Arc<str>,
+    shard: ShardInfo,
+    semantics: Semantics,
+    keys: KeyInterner<F::Key>,
+    event_timers: TimerWheel,
+    processing_timers: TimerWheel,
+    state: StateRegistry,
+    side: SideOutputs,
+    watermark: Timestamp,
+    processing_time: Timestamp,
+    finished: bool,
+    metrics: OperatorMetrics,
+}
+
+impl<F: KeyedProcessFunction> std::fmt::Debug for KeyedOperator<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedOperator")
+            .field("name", &self.name)
+            .field("shard", &self.shard)
+            .field("keys", &self.keys.len())
+            .field("event_timers", &self.event_timers.len())
+            .field("processing_timers", &self.processing_timers.len())
+            .field("watermark", &self.watermark)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: KeyedProcessFunction> KeyedOperator<F> {
+    /// Builds the operator and runs the function's `open`.
+    pub fn new(
+        mut function: F,
+        name: impl Into<Arc<str>>,
+        shard: ShardInfo,
+        semantics: Semantics,
+        processing_time: Timestamp,
+    ) -> Result<Self, PipelineError> {
+        let name = name.into();
+        let mut state = StateRegistry::new();
+        let mut ctx = OpenContext { registry: Some(&mut state), shard, operator: &name };
+        function.open(&mut ctx).map_err(|source| PipelineError::Function {
+            operator: name.clone(),
+            shard: shard.index,
+            phase: Phase::Open,
+            source,
+        })?;
+        Ok(KeyedOperator {
+            function,
+            name,
+            shard,
+            semantics,
+            keys: KeyInterner::new(),
+            event_timers: TimerWheel::new(),
+            processing_timers: TimerWheel::new(),
+            state,
+            side: SideOutputs::default(),
+            watermark: MIN_WATERMARK,
+            processing_time,
+            finished: false,
+            metrics: OperatorMetrics::default(),
+        })
+    }
+
+    fn fn_error(&self, phase: Phase, source: FnError) -> PipelineError {
+        PipelineError::Function {
+            operator: self.name.clone(),
+            shard: self.shard.index,
+            phase,
+            source,
+        }
+    }
+
+    fn capacity_error(&self, source: CapacityError) -> PipelineError {
+        PipelineError::Capacity { operator: self.name.clone(), shard: self.shard.index, source }
+    }
+
+    /// Processes one element of key `key`.
+    #[inline]
+    pub fn process_element(
+        &mut self,
+        key: F::Key,
+        value: F::In,
+        timestamp: Option<Timestamp>,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        let key_id = match self.keys.intern(key) {
+            Ok(id) => id,
+            Err(e) => return Err(self.capacity_error(e.into())),
+        };
+        self.metrics.records_in += 1;
+        if matches!(timestamp, Some(ts) if ts <= self.watermark) {
+            self.metrics.late_records += 1;
+        }
+        let Some(key) = self.keys.key(key_id) else {
+            unreachable!("the interner just returned this id")
+        };
+        let mut ctx = Context {
+            key,
+            scope: StateScope::new(key_id, self.processing_time, self.state.id()),
+            timestamp,
+            side_timestamp: self.semantics.side_ts_for_element(timestamp),
+            timers: TimerService {
+                timers: Some(KeyedTimers {
+                    event: &mut self.event_timers,
+                    processing: &mut self.processing_timers,
+                    key: key_id,
+                    accepting: !self.finished,
+                    ignored: &mut self.metrics.timers_ignored_after_end,
+                }),
+                watermark: self.watermark,
+                processing_time: self.processing_time,
+            },
+            side: &mut self.side,
+        };
+        let mut collector = Collector::new(out, timestamp);
+        match self.function.process_element(value, &mut ctx, &mut collector) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fn_error(Phase::ProcessElement, e)),
+        }
+    }
+
+    /// Advances event time to `watermark`: fires every event-time timer `<= watermark`, then
+    /// forwards the watermark to the main output and every side output. A watermark that does not
+    /// advance the operator's watermark is dropped and counted; returns whether it advanced.
+    pub fn process_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<bool, PipelineError> {
+        if watermark <= self.watermark {
+            self.metrics.watermarks_dropped += 1;
+            return Ok(false);
+        }
+        self.watermark = watermark;
+        let mut guard = RefireGuard::default();
+        while let Some(timer) = self.event_timers.poll(watermark) {
+            self.fire(timer, TimeDomain::EventTime, &mut guard, out)?;
+        }
+        out.push(StreamElement::Watermark(watermark));
+        self.side.push_watermark(watermark);
+        Ok(true)
+    }
+
+    /// Forwards an idle status: every input of this operator is idle.
+    pub fn process_idle(&mut self, out: &mut Vec<StreamElement<F::Out>>) {
+        out.push(StreamElement::Idle);
+        self.side.push_idle();
+    }
+
+    /// Advances processing time to `now` (never backwards) and fires every processing-time timer
+    /// `<= now`. Also sweeps a few rows of TTL state.
+    pub fn advance_processing_time(
+        &mut self,
+        now: Timestamp,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        self.processing_time = self.processing_time.max(now);
+        let now = self.processing_time;
+        if self.processing_timers.peek_timestamp().is_some_and(|t| t <= now) {
+            let mut guard = RefireGuard::default();
+            while let Some(timer) = self.processing_timers.poll(now) {
+                self.fire(timer, TimeDomain::ProcessingTime, &mut guard, out)?;
+            }
+        }
+        self.metrics.ttl_rows_swept += self.state.cleanup_expired(now, TTL_SWEEP_BUDGET) as u64;
+        Ok(())
+    }
+
+    /// The earliest pending processing-time timer: when the shard must wake up next.
+    pub fn next_processing_timer(&self) -> Option<Timestamp> {
+        self.processing_timers.peek_timestamp()
+    }
+
+    /// Ends the input: the final watermark `i64::MAX` fires every event-time timer (and those they
+    /// register); then pending processing-time timers are dropped or fired as
+    /// [`Semantics::end_of_input_timers`] says; then `close` runs. Later calls do nothing.
+    pub fn end_of_input(
+        &mut self,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.watermark < MAX_WATERMARK {
+            self.process_watermark(MAX_WATERMARK, out)?;
+        }
+        // From here on, registrations are ignored (SEMANTICS A6.4: a timer registered after the
+        // final watermark never fires; Flink quiesces the processing-time service).
+        self.finished = true;
+        match self.semantics.end_of_input_timers {
+            EndOfInputTimers::Drop => {
+                self.metrics.processing_timers_dropped_at_end +=
+                    self.processing_timers.len() as u64;
+                self.processing_timers.clear();
+            }
+            EndOfInputTimers::Fire => {
+                let mut guard = RefireGuard::default();
+                while let Some(timer) = self.processing_timers.poll(Timestamp::MAX) {
+                    self.fire(timer, TimeDomain::ProcessingTime, &mut guard, out)?;
+                }
+            }
+        }
+        self.metrics.event_timers_never_fired += self.event_timers.len() as u64;
+        self.event_timers.clear();
+        self.function.close().map_err(|e| self.fn_error(Phase::Close, e))
+    }
+
+    fn fire(
+        &mut self,
+        timer: Timer,
+        domain: TimeDomain,
+        guard: &mut RefireGuard,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        let refires = guard.fired(timer);
+        if self.semantics.max_timer_refires.is_some_and(|max| refires > max) {
+            return Err(PipelineError::TimerLoop {
+                operator: self.name.clone(),
+                shard: self.shard.index,
+                domain,
+                timestamp: timer.timestamp,
+                key: format!("{:?}", self.keys.key(timer.key)),
+                refires,
+            });
+        }
+        match domain {
+            TimeDomain::EventTime => self.metrics.event_timers_fired += 1,
+            TimeDomain::ProcessingTime => self.metrics.processing_timers_fired += 1,
+        }
+        let Some(key) = self.keys.key(timer.key) else {
+            unreachable!("timers are registered only for interned keys")
+        };
+        let mut ctx = OnTimerContext {
+            ctx: Context {
+                key,
+                scope: StateScope::new(timer.key, self.processing_time, self.state.id()),
+                timestamp: Some(timer.timestamp),
+                side_timestamp: self.semantics.side_ts_for_timer(timer.timestamp, domain),
+                timers: TimerService {
+                    timers: Some(KeyedTimers {
+                        event: &mut self.event_timers,
+                        processing: &mut self.processing_timers,
+                        key: timer.key,
+                        accepting: !self.finished,
+                        ignored: &mut self.metrics.timers_ignored_after_end,
+                    }),
+                    watermark: self.watermark,
+                    processing_time: self.processing_time,
+                },
+                side: &mut self.side,
+            },
+            domain,
+        };
+        let out_ts = match domain {
+            TimeDomain::EventTime => Some(timer.timestamp),
+            TimeDomain::ProcessingTime => None,
+        };
+        let mut collector = Collector::new(out, out_ts);
+        match self.function.on_timer(timer.timestamp, &mut ctx, &mut collector) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fn_error(Phase::OnTimer(domain), e)),
+        }
+    }
+
+    /// The operator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current event-time watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The current processing time.
+    pub fn current_processing_time(&self) -> Timestamp {
+        self.processing_time
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        &self.metrics
+    }
+
+    /// Pending event-time timers, all keys.
+    pub fn num_event_time_timers(&self) -> usize {
+        self.event_timers.len()
+    }
+
+    /// Pending processing-time timers, all keys.
+    pub fn num_processing_time_timers(&self) -> usize {
+        self.processing_timers.len()
+    }
+
+    /// (state, key) pairs holding a value.
+    pub fn num_keyed_state_entries(&self) -> usize {
+        self.state.num_entries()
+    }
+
+    /// Distinct keys seen.
+    pub fn num_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn key_id(&self, key: &F::Key) -> Option<KeyId> {
+        self.keys.get(key)
+    }
+
+    /// The pending timers of `key` in `domain`, ascending.
+    pub fn timers_of(&self, key: &F::Key, domain: TimeDomain) -> Vec<Timestamp> {
+        let Some(id) = self.key_id(key) else { return Vec::new() };
+        match domain {
+            TimeDomain::EventTime => self.event_timers.timers_for_key(id),
+            TimeDomain::ProcessingTime => self.processing_timers.timers_for_key(id),
+        }
+    }
+
+    /// The side outputs.
+    pub fn side_outputs(&mut self) -> &mut SideOutputs {
+        &mut self.side
+    }
+
+    /// The user function.
+    pub fn function(&self) -> &F {
+        &self.function
+    }
+
+    /// The user function, mutably.
+    pub fn function_mut(&mut self) -> &mut F {
+        &mut self.function
+    }
+
+    /// Approximate heap bytes held by keys' timers and state (not the interned keys themselves).
+    pub fn memory_bytes(&self) -> usize {
+        self.event_timers.memory_bytes()
+            + self.processing_timers.memory_bytes()
+            + self.state.memory_bytes()
+    }
+
+    /// True once `end_of_input` has run.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// A non-keyed process function at work.
+pub struct ProcessOperator<F: ProcessFunction> {
+    function: F,
+    name: Arc<str>,
+    shard: ShardInfo,
+    semantics: Semantics,
+    side: SideOutputs,
+    watermark: Timestamp,
+    processing_time: Timestamp,
+    finished: bool,
+    metrics: OperatorMetrics,
+}
+
+impl<F: ProcessFunction> std::fmt::Debug for ProcessOperator<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessOperator")
+            .field("name", &self.name)
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: ProcessFunction> ProcessOperator<F> {
+    /// Builds the operator and runs `open`.
+    pub fn new(
+        mut function: F,
+        name: impl Into<Arc<str>>,
+        shard: ShardInfo,
+        semantics: Semantics,
+        processing_time: Timestamp,
+    ) -> Result<Self, PipelineError> {
+        let name = name.into();
+        let mut ctx = OpenContext { registry: None, shard, operator: &name };
+        function.open(&mut ctx).map_err(|source| PipelineError::Function {
+            operator: name.clone(),
+            shard: shard.index,
+            phase: Phase::Open,
+            source,
+        })?;
+        Ok(ProcessOperator {
+            function,
+            name,
+            shard,
+            semantics,
+            side: SideOutputs::default(),
+            watermark: MIN_WATERMARK,
+            processing_time,
+            finished: false,
+            metrics: OperatorMetrics::default(),
+        })
+    }
+
+    /// Processes one element.
+    #[inline]
+    pub fn process_element(
+        &mut self,
+        value: F::In,
+        timestamp: Option<Timestamp>,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        self.metrics.records_in += 1;
+        if matches!(timestamp, Some(ts) if ts <= self.watermark) {
+            self.metrics.late_records += 1;
+        }
+        let mut ctx = ProcessContext {
+            timestamp,
+            side_timestamp: self.semantics.side_ts_for_element(timestamp),
+            timers: TimerService {
+                timers: None,
+                watermark: self.watermark,
+                processing_time: self.processing_time,
+            },
+            side: &mut self.side,
+        };
+        let mut collector = Collector::new(out, timestamp);
+        self.function.process_element(value, &mut ctx, &mut collector).map_err(|source| {
+            PipelineError::Function {
+                operator: self.name.clone(),
+                shard: self.shard.index,
+                phase: Phase::ProcessElement,
+                source,
+            }
+        })
+    }
+
+    /// Forwards a watermark if it advances this operator's watermark.
+    pub fn process_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> bool {
+        if watermark <= self.watermark {
+            self.metrics.watermarks_dropped += 1;
+            return false;
+        }
+        self.watermark = watermark;
+        out.push(StreamElement::Watermark(watermark));
+        self.side.push_watermark(watermark);
+        true
+    }
+
+    /// Forwards an idle status.
+    pub fn process_idle(&mut self, out: &mut Vec<StreamElement<F::Out>>) {
+        out.push(StreamElement::Idle);
+        self.side.push_idle();
+    }
+
+    /// Moves processing time forward.
+    pub fn advance_processing_time(&mut self, now: Timestamp) {
+        self.processing_time = self.processing_time.max(now);
+    }
+
+    /// Ends the input: forwards `i64::MAX` and runs `close`.
+    pub fn end_of_input(
+        &mut self,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<(), PipelineError> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.watermark < MAX_WATERMARK {
+            self.process_watermark(MAX_WATERMARK, out);
+        }
+        self.finished = true;
+        self.function.close().map_err(|source| PipelineError::Function {
+            operator: self.name.clone(),
+            shard: self.shard.index,
+            phase: Phase::Close,
+            source,
+        })
+    }
+
+    /// The current watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        &self.metrics
+    }
+
+    /// The side outputs.
+    pub fn side_outputs(&mut self) -> &mut SideOutputs {
+        &mut self.side
+    }
+
+    /// The user function.
+    pub fn function(&self) -> &F {
+        &self.function
+    }
+}

@@ -1,0 +1,218 @@
+//! Multi-shard behaviour that does not depend on timing:
+//! * `lagging_partition_holds_the_shard_watermark_at_the_minimum` — the watermark a keyed function
+//!   sees on any shard is the minimum over all source partitions (SEMANTICS A2.4), however far ahead
+//!   the other partition is.
+//! * `slow_sink_bounds_how_far_the_source_runs_ahead` — bounded rings and channels are
+//!   backpressure: with a slow consumer the source is never more than a fixed number of records
+//!   ahead of it (so memory stays bounded), and the pipeline completes.
+//! * `user_errors_name_operator_and_shard` — an error in a user function stops every shard and
+//!   reaches the caller with the operator and shard named.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use pinwheel_operators::pipeline::{BuildContext, Pipeline, Poll, PollContext, Stream, StreamPlan};
+use pinwheel_operators::{
+    Collector, Context, FnError, PipelineError, StreamElement, Timestamp, process_fn,
+};
+
+/// Partition 0 races ahead (watermark 1000); partition 1 stays at watermark 10 until released.
+struct Lagging {
+    release: Arc<AtomicBool>,
+}
+
+struct LaggingPartition {
+    shard: usize,
+    step: u32,
+    release: Arc<AtomicBool>,
+}
+
+impl StreamPlan for Lagging {
+    type Item = (u64, Timestamp);
+    type Stream = LaggingPartition;
+    fn build(&self, cx: &BuildContext) -> Result<LaggingPartition, PipelineError> {
+        Ok(LaggingPartition { shard: cx.shard.index, step: 0, release: self.release.clone() })
+    }
+}
+
+impl Stream for LaggingPartition {
+    type Item = (u64, Timestamp);
+    fn poll_next(&mut self, _: &mut PollContext) -> Result<Poll<(u64, Timestamp)>, PipelineError> {
+        self.step += 1;
+        let e = match (self.shard, self.step) {
+            (0, 1) => StreamElement::Watermark(1000),
+            (0, s @ 2..=41) => StreamElement::record((u64::from(s), 2000), 2000),
+            (1, 1) => StreamElement::Watermark(10),
+            (1, s @ 2..=41) => StreamElement::record((u64::from(s) + 100, 20), 20),
+            (1, 42) if !self.release.load(Ordering::Acquire) => {
+                self.step -= 1;
+                return Ok(Poll::Pending);
+            }
+            (_, s) if s <= 42 => return Ok(Poll::Yield),
+            (_, 43) => StreamElement::Watermark(i64::MAX),
+            _ => return Ok(Poll::Done),
+        };
+        Ok(Poll::Ready(e))
+    }
+}
+
+#[test]
+fn lagging_partition_holds_the_shard_watermark_at_the_minimum() {
+    let release = Arc::new(AtomicBool::new(false));
+    let running = Pipeline::new()
+        .shards(2)
+        .from_source(Lagging { release: release.clone() })
+        .key_by(|e: &(u64, Timestamp)| e.0)
+        .process(|| {
+            process_fn(
+                |e: (u64, Timestamp),
+                 ctx: &mut Context<'_, u64>,
+                 out: &mut Collector<'_, (u64, Timestamp)>| {
+                    out.collect((e.0, ctx.current_watermark()));
+                    Ok::<(), FnError>(())
+                },
+            )
+        })
+        .into_channel(1024)
+        .unwrap();
+    // All 80 records arrive while partition 1 is held at watermark 10.
+    let seen: Vec<(u64, Timestamp)> = (0..80).map(|_| running.recv().unwrap()).collect();
+    assert!(
+        seen.iter().all(|&(_, wm)| wm <= 10),
+        "a shard ran ahead of the slowest partition: {seen:?}"
+    );
+    assert!(seen.iter().any(|&(_, wm)| wm == 10), "the minimum should have reached 10: {seen:?}");
+    release.store(true, Ordering::Release);
+    assert_eq!(running.recv(), None);
+    running.join().unwrap();
+}
+
+/// Counts the records it has emitted, so the test can see how far ahead of the sink it is.
+struct Counting {
+    events: u64,
+    emitted: Arc<AtomicU64>,
+}
+
+struct CountingPartition {
+    next: u64,
+    step: u64,
+    end: u64,
+    emitted: Arc<AtomicU64>,
+    done: bool,
+}
+
+impl StreamPlan for Counting {
+    type Item = u64;
+    type Stream = CountingPartition;
+    fn build(&self, cx: &BuildContext) -> Result<CountingPartition, PipelineError> {
+        Ok(CountingPartition {
+            next: cx.shard.index as u64,
+            step: cx.shard.count as u64,
+            end: self.events,
+            emitted: self.emitted.clone(),
+            done: false,
+        })
+    }
+}
+
+impl Stream for CountingPartition {
+    type Item = u64;
+    fn poll_next(&mut self, _: &mut PollContext) -> Result<Poll<u64>, PipelineError> {
+        if self.next < self.end {
+            let i = self.next;
+            self.next += self.step;
+            self.emitted.fetch_add(1, Ordering::Relaxed);
+            return Ok(Poll::Ready(StreamElement::record(i, i as i64)));
+        }
+        if self.done {
+            return Ok(Poll::Done);
+        }
+        self.done = true;
+        Ok(Poll::Ready(StreamElement::Watermark(i64::MAX)))
+    }
+}
+
+#[test]
+fn slow_sink_bounds_how_far_the_source_runs_ahead() {
+    const EVENTS: u64 = 200_000;
+    const SHARDS: u64 = 2;
+    const RING: u64 = 64;
+    const CHANNEL: u64 = 16;
+    let emitted = Arc::new(AtomicU64::new(0));
+    let running = Pipeline::new()
+        .shards(SHARDS as usize)
+        .ring_capacity(RING as usize)
+        .from_source(Counting { events: EVENTS, emitted: emitted.clone() })
+        .key_by(|i: &u64| *i % 1000)
+        .process(|| {
+            process_fn(|i: u64, _: &mut Context<'_, u64>, out: &mut Collector<'_, u64>| {
+                out.collect(i);
+                Ok::<(), FnError>(())
+            })
+        })
+        .into_channel(CHANNEL as usize)
+        .unwrap();
+    // What can be in flight between the source and this thread: per shard, the rings into it, one
+    // partial batch per destination, the keyed stage's input batch and output buffer, one sink
+    // batch; plus the channel. Anything unbounded would let the source run ~EVENTS ahead.
+    let bound = SHARDS * ((SHARDS - 1) * RING + SHARDS * 128 + 2 * 512 + 4096) + CHANNEL;
+    let mut received = 0u64;
+    let mut max_ahead = 0u64;
+    while let Some(_) = running.recv() {
+        received += 1;
+        max_ahead = max_ahead.max(emitted.load(Ordering::Relaxed) - received);
+        if received % 5_000 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    running.join().unwrap();
+    assert_eq!(received, EVENTS);
+    assert!(max_ahead <= bound, "the source ran {max_ahead} records ahead (bound {bound})");
+}
+
+#[test]
+fn user_errors_name_operator_and_shard() {
+    let err = Pipeline::new()
+        .shards(2)
+        .from_iter(0..10_000u64)
+        .key_by(|i: &u64| *i)
+        .process(|| {
+            process_fn(|i: u64, _: &mut Context<'_, u64>, _: &mut Collector<'_, u64>| {
+                if i == 4321 {
+                    return Err::<(), FnError>("poison record".into());
+                }
+                Ok(())
+            })
+        })
+        .name("validate")
+        .collect()
+        .unwrap_err();
+    match err {
+        PipelineError::Function { operator, phase, source, .. } => {
+            assert_eq!(&*operator, "validate");
+            assert_eq!(phase, pinwheel_operators::Phase::ProcessElement);
+            assert_eq!(source.to_string(), "poison record");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+#[test]
+fn a_panicking_function_is_a_typed_error() {
+    let err = Pipeline::new()
+        .shards(2)
+        .from_iter(0..1000u64)
+        .key_by(|i: &u64| *i)
+        .process(|| {
+            process_fn(|i: u64, _: &mut Context<'_, u64>, _: &mut Collector<'_, u64>| {
+                assert!(i != 500, "record 500 is cursed");
+                Ok::<(), FnError>(())
+            })
+        })
+        .collect()
+        .unwrap_err();
+    assert!(
+        matches!(err, PipelineError::Panicked { ref message, .. } if message.contains("cursed")),
+        "{err}"
+    );
+}
