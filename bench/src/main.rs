@@ -363,7 +363,7 @@ impl Progress {
         let bar =
             ProgressBar::with_draw_target(Some(s.stream.events), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({msg}, eta {eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
@@ -371,8 +371,12 @@ impl Progress {
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let updater = scope.spawn(|| {
+                let started = Instant::now();
                 while !done.load(Ordering::Acquire) {
-                    bar.set_position(self.position());
+                    let position = self.position();
+                    let seconds = started.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_position(position);
+                    bar.set_message(format!("{:.2} M events/s", position as f64 / seconds / 1e6));
                     std::thread::park_timeout(Duration::from_millis(100));
                 }
             });
