@@ -95,6 +95,7 @@ enum Op {
     PollOnce(Target),
     Count(u32),
     List(u32),
+    Peek,
     DeleteAll(u32),
     Clear,
 }
@@ -164,6 +165,7 @@ fn op(keys: u32, ts: BoxedStrategy<Ts>) -> impl Strategy<Value = Op> {
         8 => target().prop_map(Op::PollOnce),
         4 => (0..keys).prop_map(Op::Count),
         4 => (0..keys).prop_map(Op::List),
+        6 => Just(Op::Peek),
         4 => (0..keys).prop_map(Op::DeleteAll),
         1 => Just(Op::Clear),
     ]
@@ -247,7 +249,17 @@ impl Pair {
     fn check(&self) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.wheel.len(), self.reference.len(), "len");
         prop_assert_eq!(self.wheel.is_empty(), self.reference.is_empty());
-        prop_assert_eq!(self.wheel.peek_timestamp(), self.reference.peek_timestamp(), "peek");
+        prop_assert_eq!(self.wheel.next_due_at_least().is_some(), !self.reference.is_empty());
+        if let (Some(bound), Some(min)) =
+            (self.wheel.next_due_at_least(), self.reference.peek_timestamp())
+        {
+            prop_assert!(
+                bound <= min,
+                "next_due_at_least {} above the earliest timer {}",
+                bound,
+                min
+            );
+        }
         prop_assert_eq!(self.wheel.current_time(), self.reference.current_time(), "time");
         self.wheel.assert_invariants();
         Ok(())
@@ -320,6 +332,13 @@ impl Pair {
                     self.reference.timers_for_key(*key)
                 );
             }
+            Op::Peek => {
+                prop_assert_eq!(
+                    self.wheel.peek_timestamp(),
+                    self.reference.peek_timestamp(),
+                    "peek"
+                );
+            }
             Op::DeleteAll(key) => self.delete_all(*key)?,
             Op::Clear => {
                 self.wheel.clear();
@@ -330,8 +349,17 @@ impl Pair {
     }
 }
 
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut pair = Pair { wheel: TimerWheel::new(), reference: ReferenceTimers::new() };
+/// The default threshold (compaction is then rare in short scripts), or one so small that the
+/// incremental compaction runs all the time.
+fn compaction_threshold() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(4096usize), 0usize..3]
+}
+
+/// Runs a script; `compact_at` is the wheel's compaction threshold (small values compact stale
+/// entries all the time, so the incremental compaction runs inside every kind of script).
+fn run(ops: &[Op], compact_at: usize) -> Result<(), TestCaseError> {
+    let wheel = TimerWheel::new().with_compaction_threshold(compact_at);
+    let mut pair = Pair { wheel, reference: ReferenceTimers::new() };
     for op in ops {
         pair.step(op)?;
     }
@@ -346,8 +374,11 @@ proptest! {
     #![proptest_config(Config { cases: 10_000, ..Config::default() })]
 
     #[test]
-    fn wheel_matches_reference(ops in prop::collection::vec(op(8, general_ts()), 1..60)) {
-        run(&ops)?;
+    fn wheel_matches_reference(
+        ops in prop::collection::vec(op(8, general_ts()), 1..60),
+        compact_at in compaction_threshold(),
+    ) {
+        run(&ops, compact_at)?;
     }
 }
 
@@ -356,8 +387,9 @@ proptest! {
 
     #[test]
     fn coalesced_scripts_match_reference(
-        ops in prop::collection::vec(op(64, coalesced_ts()), 1..120)
+        ops in prop::collection::vec(op(64, coalesced_ts()), 1..120),
+        compact_at in compaction_threshold(),
     ) {
-        run(&ops)?;
+        run(&ops, compact_at)?;
     }
 }

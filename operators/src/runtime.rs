@@ -238,7 +238,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     ) -> Result<(), PipelineError> {
         self.processing_time = self.processing_time.max(now);
         let now = self.processing_time;
-        if self.processing_timers.peek_timestamp().is_some_and(|t| t <= now) {
+        if self.processing_timers.next_due_at_least().is_some_and(|t| t <= now) {
             let mut guard = RefireGuard::default();
             while let Some(timer) = self.processing_timers.poll(now) {
                 self.fire(timer, TimeDomain::ProcessingTime, &mut guard, out)?;
@@ -248,9 +248,10 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         Ok(())
     }
 
-    /// The earliest pending processing-time timer: when the shard must wake up next.
+    /// When the shard must wake up next for a processing-time timer: no later than the earliest
+    /// pending one (possibly earlier, which only costs a poll that fires nothing).
     pub fn next_processing_timer(&self) -> Option<Timestamp> {
-        self.processing_timers.peek_timestamp()
+        self.processing_timers.next_due_at_least()
     }
 
     /// Ends the input: the final watermark `i64::MAX` fires every event-time timer (and those they

@@ -45,9 +45,26 @@
 //! # Implementation
 //!
 //! Timestamps are mapped order-preservingly onto a `u64` axis, `at = (ts as u64) ^ (1 << 63)`, so
-//! `i64::MIN..=i64::MAX` is `0..=u64::MAX` and no arithmetic on timestamps can wrap. The wheel keeps
-//! its own position on that axis, `elapsed` (`<=` the store's time; it advances inside `poll`), and
-//! every pending timer is in exactly one of four tiers, chosen from `at` and `elapsed`:
+//! `i64::MIN..=i64::MAX` is `0..=u64::MAX` and no arithmetic on timestamps can wrap. The store has
+//! two halves: **entries** in tier lists, which give the firing order, and a **key index**, which
+//! says which timers exist.
+//!
+//! * A registration appends a 16-byte entry `(at, key, seq)` to the list of its tier and records
+//!   `(at, seq)` in the key's record. `seq` is a per-store registration number.
+//! * An entry is **live** while its key's record still holds `(at, seq)`. Deleting a timer only
+//!   removes it from the record: its entry turns **stale** and is dropped when the lists reach it
+//!   (fired, cascaded or compacted), O(1) and without touching the lists. A re-registration after a
+//!   delete gets a new `seq`, so the old entry stays stale and the new one goes to the back
+//!   (registration order).
+//!
+//! The key index is a `Vec` indexed by key id (dense ids, `crate::key`) of 16-byte records
+//! holding the key's first timer inline; a key's further timers go to a spill set (a short vector,
+//! a random-seeded hash map past 16). A key with at most one pending timer per domain, the common
+//! case, costs one record and no allocation; dedup, `contains`, `count_for_key` and delete read only
+//! that record, which the operator prefetches before it runs the function for a batch of records.
+//!
+//! Entries sit in one of three tiers, chosen from `at` and the wheel's position `elapsed` (`<=` the
+//! store's time; it advances inside `poll`):
 //!
 //! ```text
 //!  axis:  0 ........... elapsed ............ end of elapsed's 2^36 block ............ u64::MAX
@@ -55,86 +72,79 @@
 //!         | at < elapsed | same 2^36-aligned block as elapsed, at >= elapsed | any later block
 //! ```
 //!
-//! | tier    | structure                                   | lists hold                  | register     |
-//! |---------|---------------------------------------------|-----------------------------|--------------|
-//! | overdue | `BTreeMap<at, list head>`                   | one timestamp each          | O(log d) (*) |
-//! | wheel   | 6 levels x 64 slots, `occupied: u64`/level  | level 0: one ms; level l: 64^l ms | O(1)   |
-//! | far     | `BTreeMap<at, list head>`                   | one timestamp each          | O(log d) (*) |
+//! | tier    | structure                                     | a list holds                 | append       |
+//! |---------|-----------------------------------------------|------------------------------|--------------|
+//! | overdue | `BTreeMap<at, list>`                          | one timestamp                | O(log d) (*) |
+//! | wheel   | 6 levels x 64 slot lists, `occupied: u64`/level | level 0: one ms; level l: 64^l ms | O(1)   |
+//! | far     | `BTreeMap<at, list>`                          | one timestamp                | O(log d) (*) |
 //!
-//! (*) d = distinct timestamps in that tier; O(1) when the timestamp is the one last used there
-//! (a burst of registrations at one far instant, such as `i64::MAX - 1`, touches the map once).
+//! (*) d = distinct timestamps in that tier (a burst of registrations at one far instant, such as
+//! `i64::MAX - 1`, finds its list in a one-entry map).
+//!
+//! A list is a `Vec` of entries consumed from a head index: appends and the firing walk are
+//! sequential memory, so a slot of a million coalesced timers fires as one pass over 16 MB, and the
+//! firing loop can prefetch the key record and state rows of the timer eight places ahead.
 //!
 //! * **Wheel** (tokio's `runtime/time/wheel`, after Varghese & Lauck, "Hashed and hierarchical
 //!   timing wheels", SOSP 1987): level `l` has 64 slots of `64^l` ms, so the six levels span
-//!   `2^36` ms (about 795 days) at 1 ms resolution. A timer goes to level
+//!   `2^36` ms (about 795 days) at 1 ms resolution. An entry goes to level
 //!   `l = (highest bit where at and elapsed differ, at least 5) / 6` and slot `(at >> 6l) & 63`. Each
 //!   level has an `occupied: u64` bitmap; the next expiration is the lowest occupied slot at or after
 //!   `elapsed`'s digit on the lowest non-empty level, found with `trailing_zeros` in O(levels).
 //!   When `elapsed` reaches the start of a slot on level `l >= 1`, the slot's list is *cascaded*:
-//!   each timer moves to its slot on a lower level (tokio's invariant: a timer's level and slot are
-//!   always recomputable from `(at, elapsed)`, because `elapsed` never passes an occupied slot). A
-//!   level-0 slot holds a single timestamp, so the timers of one instant fire as one walk of one list.
+//!   each entry is appended to its slot on a lower level (stale ones are dropped on the way).
 //! * **Far tier** (the role of Kafka's overflow wheel, `TimingWheel.java`, but an ordered map so the
-//!   axis reaches `i64::MAX` with no rotation and no horizon): timers beyond `elapsed`'s block, one
-//!   list per distinct timestamp. When `elapsed` enters a new block (only ever with an empty wheel)
-//!   the lists of that block are spliced into the wheel whole, O(1) per list; when the wheel is
-//!   empty and the first far timestamp `F` is due, `elapsed` jumps straight to `F`, so `F`'s list
-//!   lands on level 0 and a burst of 10 M timers at `i64::MAX - 1` never cascades.
-//! * **Overdue tier**: timers registered below `elapsed` (below the watermark, or at a timestamp
+//!   axis reaches `i64::MAX` with no rotation and no horizon): one list per distinct timestamp. When
+//!   `elapsed` enters a new block (only ever with an empty wheel) the lists of that block move into
+//!   the wheel whole; when the wheel is empty and the first far timestamp `F` is due, `elapsed`
+//!   jumps straight to `F`, so `F`'s list lands on level 0 and a burst of 10 M timers at
+//!   `i64::MAX - 1` never cascades.
+//! * **Overdue tier**: entries registered below `elapsed` (below the watermark, or at a timestamp
 //!   smaller than the one being fired). They are all smaller than anything in the wheel, so `poll`
 //!   serves them first, smallest timestamp first.
+//! * **Compaction**: once stale entries outnumber live timers (and exceed 4,096), every delete also
+//!   advances an incremental pass that rewrites the lists in place without their stale entries,
+//!   four entries per deleted timer, so memory stays within about twice the live timers and no
+//!   single call stalls for long (a heartbeat job deletes a timer per event). When no timer is
+//!   live, all entries are dropped at once.
 //!
-//! All nodes live in one slab (`Vec` of 28-byte nodes, u32 indices, free list, no allocation per
-//! operation in steady state). Every list is circular and doubly linked through a **head node in the
-//! slab** (the 384 slot heads are nodes `0..384`; each overdue/far list has its own head node), so a
-//! timer can be unlinked in O(1) without knowing which list it is in, and emptiness is seen on the
-//! spot. A wheel slot's head also caches the smallest timestamp of its list (marked stale when that
-//! timer is deleted), so the earliest pending timestamp is maintained exactly at O(1) per operation
-//! almost always; only deleting the earliest timer out of a coarse slot (level >= 1) rescans that
-//! slot, the next time the minimum is needed.
-//!
-//! ```text
-//!  node (28 B): at (u64 as 2 x u32) | key | prev, next (its tier list) | key_prev, key_next (its key's list)
-//!  dedup:       hashbrown::HashTable<u32> of node indices, hash = ahash(key, at) with a random seed,
-//!               equality by reading the node: 4 B + 1 control byte per timer
-//!  per key:     Vec<{ head, count }> indexed by KeyId (dense ids; memory is O(largest key id))
-//! ```
-//!
-//! Bytes per pending timer: 28 (node) + about 5.7 to 11.4 (dedup table at its load factor between
-//! 7/16 and 7/8), plus slack of the slab `Vec`, plus 8 per key id and about 60 per distinct overdue or
-//! far timestamp (map entry and list head).
+//! Bytes per pending timer: 16 (its entry, at the lists' capacity) plus 16 per key id per store, plus
+//! spill sets for keys with several timers, plus stale entries until they are dropped.
 //!
 //! ## Invariants
 //!
-//! 1. `elapsed <= time`; every overdue timer has `at < elapsed`; every wheel timer has `at >= elapsed`,
-//!    in the same 2^36 block, and sits in the slot computed from `(at, elapsed)`; every far timer is
-//!    in a later block.
+//! 1. `elapsed <= time`; every overdue entry has `at < elapsed`; every wheel entry has
+//!    `at >= elapsed`, in the same 2^36 block, and sits in the slot computed from `(at, elapsed)`;
+//!    every far entry is in a later block.
 //! 2. On each level, no occupied slot lies before `elapsed`'s digit (on levels >= 1, none at it), and
-//!    a slot's `occupied` bit is set iff its list is non-empty.
-//! 3. **All pending timers with one timestamp are in one list, in registration order.** Inserts
-//!    append at the tail. The only moves are whole-list or in-order: a cascade walks its slot from the
-//!    head and appends each timer to the tail of its new slot; a far list is spliced whole into a slot
-//!    that holds no timer of that timestamp (before the splice, that timestamp was far, so all its
-//!    registrations went to the far list). A timestamp is never in two tiers at once: it goes
+//!    a slot's `occupied` bit is set iff its list is non-empty; overdue and far lists are never
+//!    empty.
+//! 3. **All entries with one timestamp are in one list, in registration order.** Appends go to the
+//!    tail; the only moves are in-order (a cascade walks its slot from the head and appends each
+//!    entry to its new slot; a far list moves whole into a slot that holds no entry of that
+//!    timestamp; compaction keeps the order). A timestamp is never in two tiers at once: it goes
 //!    far -> wheel when `elapsed` enters its block, and it can become overdue only after `elapsed`
 //!    has passed it, which happens only once its level-0 list is empty. Hence FIFO among equal
 //!    timestamps (checked against [`ReferenceTimers`] by `engine/tests/timer_props.rs`).
-//! 4. The dedup table holds exactly the pending timers; the key lists partition them by key; the
-//!    cached minimum equals the smallest pending timestamp.
+//! 4. Every timer in the key index has exactly one live entry; `len` counts them and `stale` the
+//!    other entries. `min` is at most the smallest live position, and equal to it when marked exact.
+//! 5. Sequence numbers are unique among the entries in the lists: when they would wrap (after
+//!    2^32 registrations), stale entries are compacted away first, and live entries' numbers are
+//!    never handed out again while the key index holds them with the same timestamp.
 //!
 //! ## Complexity
 //!
 //! | operation                       | cost                                                            |
 //! |---------------------------------|-----------------------------------------------------------------|
-//! | `register`                      | one hash probe + O(1) (wheel), O(log d) overdue/far (O(1) for the last-used timestamp) |
-//! | duplicate `register`, `contains`| one hash probe                                                  |
-//! | `delete`                        | one hash probe + O(1); O(log d) if it empties an overdue/far list |
-//! | `poll` returning a timer        | one hash probe + O(levels), plus cascades: each timer moves down at most 5 levels in its lifetime, and each far list is spliced once |
-//! | `poll` with nothing due         | O(1); a jump of any size: O(levels) + the cascades and splices it triggers |
-//! | `peek_timestamp`, `len`, `count_for_key` | O(1)                                                   |
+//! | `register`                      | one key-record read + O(1) append (wheel), O(log d) overdue/far |
+//! | duplicate `register`, `contains`, `delete` | one key-record read (O(s) for a key with s <= 16 spilled timers) |
+//! | `poll` returning a timer        | O(levels) + one key-record read, plus cascades (each entry moves down at most 5 levels) and stale entries skipped |
+//! | `poll` with nothing due         | O(1); a jump of any size: O(levels) + the cascades and moves it triggers |
+//! | `peek_timestamp`                | O(1) unless the earliest timer was deleted or fired since the last call: then the next list with a live entry is looked up (a coarse slot is scanned) |
+//! | `len`, `count_for_key`, `next_due_at_least` | O(1)                                              |
 //! | `timers_for_key`                | O(k log k) for the k timers of the key (they are sorted)        |
 //! | `delete_all_for_key`            | O(k)                                                            |
-//! | `for_each`                      | O(capacity of the dedup table)                                  |
+//! | `for_each`                      | O(key ids + timers)                                             |
 
 mod reference;
 mod wheel;
@@ -162,12 +172,9 @@ pub struct Timer {
 #[non_exhaustive]
 pub enum TimerError {
     /// More pending timers than the store can index: its nodes are numbered with `u32`.
-    #[error(
-        "too many pending timers in one timer store: at most {limit} nodes (one per timer, plus one \
-         per distinct overdue or far-future timestamp)"
-    )]
+    #[error("too many pending timers in one timer store: at most {limit}")]
     CapacityExceeded {
-        /// How many nodes the store can hold.
+        /// How many pending timers the store may hold.
         limit: u64,
     },
 }

@@ -342,8 +342,7 @@ fn an_idle_jump_keeps_registrations_near_the_clock_on_the_wheel() {
 
 #[test]
 fn capacity_exceeded_is_an_error_and_leaves_the_store_unchanged() {
-    let heads = (6 * 64) as u32;
-    let mut w = TimerWheel::with_node_limit(heads + 3);
+    let mut w = TimerWheel::with_limit(3);
     assert_eq!(w.poll(0), None); // so that 10 is on the wheel, not in the far tier
     for key in 0..3 {
         assert_eq!(w.register(key, 10), Ok(true));
@@ -355,9 +354,11 @@ fn capacity_exceeded_is_an_error_and_leaves_the_store_unchanged() {
     assert!(!w.contains(3, 10));
     w.assert_invariants();
     assert!(w.delete(0, 10));
-    // A far timer needs a list head as well: two nodes, one is free.
-    assert!(matches!(w.register(3, i64::MAX), Err(TimerError::CapacityExceeded { .. })));
+    // The deleted timer's room is free again at once (its stale entry does not count).
+    assert_eq!(w.register(3, i64::MAX), Ok(true));
+    assert!(matches!(w.register(3, 11), Err(TimerError::CapacityExceeded { .. })));
     w.assert_invariants();
+    assert!(w.delete(3, i64::MAX));
     assert_eq!(w.register(3, 11), Ok(true));
     assert_eq!(drain(&mut w, 20), [(1, 10), (2, 10), (3, 11)]);
     assert_eq!(w.register(3, i64::MAX), Ok(true));
@@ -416,4 +417,115 @@ fn reference_store_basics() {
     assert_eq!(r.poll(5), Some(Timer { key: 1, timestamp: 5 }));
     assert_eq!(r.delete_all_for_key(0), 1);
     assert!(r.is_empty() && r.current_time() == 5);
+}
+
+#[test]
+fn heartbeat_deletes_keep_stale_entries_bounded_and_results_exact() {
+    // The heartbeat job: every event deletes its key's timer and registers one a minute ahead.
+    // Deleted timers leave stale entries behind; compaction must keep them within about the live
+    // timers, and nothing may change what fires.
+    const KEYS: u64 = 20_000;
+    const EVENTS: u64 = 400_000;
+    let mut w = TimerWheel::new();
+    let mut r = ReferenceTimers::new();
+    let mut rng = 7u64;
+    let mut last: Vec<Option<Timestamp>> = vec![None; KEYS as usize];
+    let mut fired_w = Vec::new();
+    let mut fired_r = Vec::new();
+    let mut peak_entries_ratio = 0.0f64;
+    for i in 0..EVENTS {
+        let now = (i / 10) as Timestamp; // 10 events per ms
+        let key = (splitmix(&mut rng) % KEYS) as KeyId;
+        if let Some(t) = last[key as usize].take() {
+            assert_eq!(w.delete(key, t), r.delete(key, t));
+        }
+        let at = now + 60_000;
+        assert_eq!(w.register(key, at), r.register(key, at));
+        last[key as usize] = Some(at);
+        if i % 256 == 255 {
+            while let Some(t) = w.poll(now) {
+                fired_w.push(t);
+                last[t.key as usize] = None;
+            }
+            while let Some(t) = r.poll(now) {
+                fired_r.push(t);
+            }
+            if i > EVENTS / 4 {
+                // Every key has a timer by now (about 20,000 live timers).
+                let bytes_per_live = w.memory_bytes() as f64 / w.len() as f64;
+                peak_entries_ratio = peak_entries_ratio.max(bytes_per_live);
+            }
+        }
+    }
+    w.assert_invariants();
+    assert_eq!(fired_w, fired_r);
+    assert_eq!(w.len(), r.len());
+    assert_eq!(w.peek_timestamp(), r.peek_timestamp());
+    // 16 B per live entry, up to as many stale ones, 16 B per key record, list slack: well under
+    // 200 B per live timer. Without compaction the 380,000 stale entries would make it ~300 B.
+    assert!(peak_entries_ratio < 200.0, "{peak_entries_ratio} bytes per live timer: {w:?}");
+    let mut rest_w = Vec::new();
+    while let Some(t) = w.poll(i64::MAX) {
+        rest_w.push(t);
+    }
+    let mut rest_r = Vec::new();
+    while let Some(t) = r.poll(i64::MAX) {
+        rest_r.push(t);
+    }
+    assert_eq!(rest_w, rest_r);
+    assert!(w.is_empty());
+    w.assert_invariants();
+}
+
+#[test]
+fn sequence_numbers_wrap_safely() {
+    // A stale entry must never come back to life when sequence numbers wrap.
+    let mut w = TimerWheel::new();
+    drain(&mut w, 0);
+    w.register(1, 100).unwrap();
+    assert!(w.delete(1, 100)); // a stale entry (1, 100, seq 0) stays in the wheel
+    w.force_next_seq(u32::MAX - 3);
+    w.register(2, 50).unwrap(); // seq MAX - 3
+    w.register(3, 50).unwrap(); // seq MAX - 2, the last one; the next wraps
+    w.register(1, 100).unwrap(); // compacts the stale entry away, then seq 0 again
+    w.assert_invariants();
+    assert_eq!(drain(&mut w, 1_000), [(2, 50), (3, 50), (1, 100)]);
+}
+
+#[test]
+fn a_key_with_many_timers_spills_and_unspills() {
+    // One key with up to 100 pending timers goes through every shape of its record: inline, two
+    // inline, an in-place spill set, a hash-map spill set, and back.
+    let mut w = TimerWheel::new();
+    let mut r = ReferenceTimers::new();
+    let mut rng = 11u64;
+    drain(&mut w, 0);
+    r.poll(0);
+    for round in 0..20 {
+        for _ in 0..100 {
+            let ts = (splitmix(&mut rng) % 5_000) as Timestamp + round * 1_000;
+            assert_eq!(w.register(1, ts), r.register(1, ts));
+            if splitmix(&mut rng) % 3 == 0 {
+                let victim = (splitmix(&mut rng) % 5_000) as Timestamp + round * 1_000;
+                assert_eq!(w.delete(1, victim), r.delete(1, victim));
+            }
+        }
+        w.assert_invariants();
+        assert_eq!(w.count_for_key(1), r.count_for_key(1));
+        assert_eq!(w.timers_for_key(1), r.timers_for_key(1));
+        let now = round * 1_000 + 500;
+        let mut fired = Vec::new();
+        while let Some(t) = w.poll(now) {
+            fired.push(t);
+        }
+        let mut expected = Vec::new();
+        while let Some(t) = r.poll(now) {
+            expected.push(t);
+        }
+        assert_eq!(fired, expected);
+        w.assert_invariants();
+    }
+    assert_eq!(w.delete_all_for_key(1), r.delete_all_for_key(1));
+    assert_eq!(w.count_for_key(1), 0);
+    w.assert_invariants();
 }

@@ -1,14 +1,14 @@
 //! [`TimerWheel`]: the production timer store. The design, invariants and complexity are in the
 //! [module documentation](super#implementation); comments here refer to its invariants by number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::mem::size_of;
-
-use hashbrown::HashTable;
+use std::mem::{size_of, take};
+use std::ops::Bound;
 
 use super::{Timer, TimerError};
 use crate::key::KeyId;
+use crate::prefetch::prefetch_index;
 use crate::time::Timestamp;
 
 /// Wheel levels (the far tier comes after them).
@@ -21,23 +21,22 @@ const SLOTS: usize = 1 << SLOT_BITS;
 const SLOT_MASK: u64 = SLOTS as u64 - 1;
 /// log2 of the wheel's span: positions equal above this bit are in the same block.
 const BLOCK_BITS: u32 = SLOT_BITS * LEVELS as u32;
-/// Nodes `0..WHEEL_HEADS` are the heads of the slot lists, node `level * 64 + slot`.
-const WHEEL_HEADS: u32 = (LEVELS * SLOTS) as u32;
-/// "No node".
-const NIL: u32 = u32::MAX;
-/// The `key_prev` of a list head; a timer node holds `NIL` or a node index there.
-const HEAD: u32 = u32::MAX - 1;
-/// The `key_next` of a wheel slot head whose cached minimum is only a lower bound (its earliest timer
-/// was deleted). `NIL` there means the cached minimum is exact.
-const STALE: u32 = 0;
-/// The largest slab: indices stay below `HEAD` and `NIL`.
-const MAX_NODES: u32 = u32::MAX - 1;
-/// The `key` of an overdue list head.
-const TIER_OVERDUE: u32 = 0;
-/// The `key` of a far list head.
-const TIER_FAR: u32 = 1;
-/// Estimated heap bytes per `BTreeMap<u64, u32>` entry (leaf nodes of 11 entries, two-thirds full).
-const MAP_ENTRY_BYTES: usize = 24;
+/// The `seq` of an empty inline place of a key record. Sequence numbers run `0..SPILLED`.
+const NO_SEQ: u32 = u32::MAX;
+/// The second `seq` of a key record whose further timers are in a spill set.
+const SPILLED: u32 = u32::MAX - 1;
+/// A key's spill set holds this many timers in place; more turn it into a hash map.
+const SPILL_INLINE: usize = 6;
+/// Compaction starts once there are more stale entries than this, and more than live timers.
+const COMPACT_MIN_STALE: usize = 4096;
+/// Entries a compaction pass examines per stale entry a delete creates.
+const COMPACT_WORK_PER_DELETE: usize = 4;
+/// How far ahead in a list the firing loop and the cascades prefetch.
+const LOOKAHEAD: usize = 8;
+/// A drained list keeps its buffer up to this many entries; larger buffers are freed.
+const KEEP_CAPACITY: usize = 4096;
+/// The default bound on pending timers per store.
+const DEFAULT_LIMIT: usize = u32::MAX as usize - 1;
 
 /// A timestamp's position on the `u64` axis (order-preserving: `i64::MIN` is 0, `i64::MAX` is
 /// `u64::MAX`).
@@ -67,79 +66,457 @@ fn slot_for(at: u64, level: usize) -> usize {
     ((at >> (level as u32 * SLOT_BITS)) & SLOT_MASK) as usize
 }
 
-/// The node index of the head of slot `slot` on `level`.
+/// The index of slot `slot` of `level` in `TimerWheel::slots`.
 #[inline]
-fn wheel_head(level: usize, slot: usize) -> u32 {
-    (level * SLOTS + slot) as u32
+fn slot_index(level: usize, slot: usize) -> usize {
+    level * SLOTS + slot
 }
 
-/// The dedup table's hash of a timer: injective input, random-seeded hasher.
-#[inline]
-fn hash_of(hasher: &ahash::RandomState, key: KeyId, at: u64) -> u64 {
-    hasher.hash_one((u128::from(key) << 64) | u128::from(at))
-}
-
-/// A slab node: a pending timer, a list head, or a free node.
-///
-/// The position is stored as two `u32` halves so that the node is 4-byte aligned and 28 bytes long.
-#[derive(Clone, Copy)]
-struct Node {
-    /// Timer: its position. Overdue/far head: the list's position. Wheel head: the smallest position
-    /// in its list (`u64::MAX` when empty), exact unless `key_next == STALE`.
-    at: [u32; 2],
-    /// Timer: its key. Overdue/far head: `TIER_OVERDUE` or `TIER_FAR`.
+/// One registration as it sits in a tier list: 16 bytes. It is *live* while its key's record
+/// holds `(at, seq)`; a delete only edits the record, so the entry turns *stale* and is dropped
+/// when the lists reach it (invariant 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    at: u64,
     key: KeyId,
-    /// Previous node of the circular tier list. Free node: unused.
-    prev: u32,
-    /// Next node of the circular tier list. Free node: the next free node.
-    next: u32,
-    /// Timer: previous timer of its key (`NIL` for the first). Head: `HEAD`.
-    key_prev: u32,
-    /// Timer: next timer of its key (`NIL` for the last). Wheel head: `STALE` or `NIL`.
-    key_next: u32,
+    seq: u32,
 }
 
-const _: () = assert!(size_of::<Node>() == 28);
+/// Big list buffers kept for reuse: a slot list that grew to hundreds of thousands of entries is
+/// drained by a cascade while the next one is filling up; handing its buffer over avoids freeing
+/// and re-growing it (with the page faults of fresh memory) every few seconds of event time.
+#[derive(Debug, Default)]
+struct Spares(Vec<Vec<Entry>>);
 
-impl Node {
-    /// A node with all links given.
-    #[inline]
-    fn new(at: u64, key: KeyId, prev: u32, next: u32, key_prev: u32, key_next: u32) -> Node {
-        Node { at: [at as u32, (at >> 32) as u32], key, prev, next, key_prev, key_next }
+impl Spares {
+    /// Buffers kept at most.
+    const MAX: usize = 4;
+
+    /// Keeps `buf` if it is among the largest few.
+    fn give(&mut self, mut buf: Vec<Entry>) {
+        buf.clear();
+        if self.0.len() < Self::MAX {
+            self.0.push(buf);
+        } else if let Some(smallest) = self.0.iter_mut().min_by_key(|b| b.capacity())
+            && smallest.capacity() < buf.capacity()
+        {
+            *smallest = buf;
+        }
     }
 
-    /// The position (see the field).
-    #[inline]
-    fn at(&self) -> u64 {
-        (u64::from(self.at[1]) << 32) | u64::from(self.at[0])
+    /// The largest buffer, if it holds more than `capacity` entries.
+    fn take_bigger(&mut self, capacity: usize) -> Option<Vec<Entry>> {
+        let (i, _) = self.0.iter().enumerate().max_by_key(|(_, b)| b.capacity())?;
+        (self.0[i].capacity() > capacity).then(|| self.0.swap_remove(i))
     }
 
-    #[inline]
-    fn set_at(&mut self, at: u64) {
-        self.at = [at as u32, (at >> 32) as u32];
-    }
-
-    /// True if this timer node is `(key, at)`.
-    #[inline]
-    fn is(&self, key: KeyId, at: u64) -> bool {
-        self.key == key && self.at() == at
-    }
-
-    /// The empty head of wheel slot list `index`.
-    fn wheel_head(index: u32) -> Node {
-        Node::new(u64::MAX, 0, index, index, HEAD, NIL)
+    fn memory_bytes(&self) -> usize {
+        self.0.iter().map(|b| b.capacity() * size_of::<Entry>()).sum()
     }
 }
 
-/// The per-key index entry: the key's first timer node and how many timers it has.
-#[derive(Clone, Copy)]
-struct KeySlot {
-    head: u32,
-    count: u32,
+/// A FIFO of entries on a `Vec`: pushed at the back, consumed from `head`.
+#[derive(Debug, Default)]
+struct List {
+    entries: Vec<Entry>,
+    head: usize,
 }
 
-impl KeySlot {
-    const EMPTY: KeySlot = KeySlot { head: NIL, count: 0 };
+impl List {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.head == self.entries.len()
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.entries.len() - self.head
+    }
+
+    #[inline]
+    fn push(&mut self, e: Entry, spares: &mut Spares) {
+        if self.entries.len() == self.entries.capacity() && self.entries.capacity() >= KEEP_CAPACITY
+        {
+            self.grow(spares);
+        }
+        self.entries.push(e);
+    }
+
+    /// A full big buffer: move to a bigger spare if there is one (indices stay the same, so a
+    /// compaction pass inside this list is not disturbed).
+    #[cold]
+    fn grow(&mut self, spares: &mut Spares) {
+        if let Some(mut buf) = spares.take_bigger(self.entries.capacity()) {
+            buf.extend_from_slice(&self.entries);
+            spares.give(std::mem::replace(&mut self.entries, buf));
+        }
+    }
+
+    /// The entry `i` places after the head.
+    #[inline]
+    fn get(&self, i: usize) -> Option<&Entry> {
+        self.entries.get(self.head + i)
+    }
+
+    #[inline]
+    fn pop_front(&mut self, spares: &mut Spares) -> Option<Entry> {
+        let e = *self.entries.get(self.head)?;
+        self.head += 1;
+        if self.head == self.entries.len() {
+            self.reset(spares);
+        } else if self.head >= KEEP_CAPACITY && self.head * 2 >= self.entries.len() {
+            // A list that is consumed while it grows (re-registrations at the instant being
+            // fired): drop the consumed prefix, amortised O(1).
+            self.entries.drain(..self.head);
+            self.head = 0;
+        }
+        Some(e)
+    }
+
+    /// The live part.
+    fn as_slice(&self) -> &[Entry] {
+        &self.entries[self.head..]
+    }
+
+    /// Empties the list, keeping a small buffer for reuse and handing a big one to `spares`.
+    fn reset(&mut self, spares: &mut Spares) {
+        self.head = 0;
+        if self.entries.capacity() > KEEP_CAPACITY {
+            spares.give(take(&mut self.entries));
+        } else {
+            self.entries.clear();
+        }
+    }
+
+    /// Appends every entry of `other`, taking its buffer when this list is empty.
+    fn append(&mut self, mut other: List, spares: &mut Spares) {
+        if self.is_empty() {
+            let mut old = std::mem::replace(self, other);
+            old.reset(spares);
+        } else {
+            self.entries.extend_from_slice(other.as_slice());
+            other.reset(spares);
+        }
+    }
+
+    /// Gives back memory after a compaction emptied most of the buffer.
+    fn shrink(&mut self) {
+        if self.entries.capacity() > KEEP_CAPACITY
+            && self.entries.len() * 4 < self.entries.capacity()
+        {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.entries.capacity() * size_of::<Entry>()
+    }
+}
+
+/// A key's live timers in one store: up to two inline; with three or more, the first inline and
+/// the others in a spill set. 24 bytes.
+///
+/// * `seq[0] == NO_SEQ`: no timer.
+/// * `seq[1] == NO_SEQ`: one timer, `(at[0], seq[0])`.
+/// * `seq[1] == SPILLED`: `(at[0], seq[0])` and the timers of spill set `at[1]` (at least two).
+/// * otherwise: two timers.
+#[derive(Clone, Copy, Debug)]
+struct KeyRecord {
+    at: [u64; 2],
+    seq: [u32; 2],
+}
+
+impl KeyRecord {
+    const EMPTY: KeyRecord = KeyRecord { at: [0; 2], seq: [NO_SEQ; 2] };
+}
+
+/// The timers of a key beyond its first: up to [`SPILL_INLINE`] in place (one read, no
+/// allocation), a random-seeded hash map for keys with more.
+#[derive(Debug)]
+enum Spill {
+    Small { len: u32, at: [u64; SPILL_INLINE], seq: [u32; SPILL_INLINE] },
+    Large(HashMap<u64, u32, ahash::RandomState>),
+}
+
+impl Spill {
+    const EMPTY: Spill = Spill::Small { len: 0, at: [0; SPILL_INLINE], seq: [0; SPILL_INLINE] };
+
+    #[inline]
+    fn get(&self, wanted: u64) -> Option<u32> {
+        match self {
+            Spill::Small { len, at, seq } => {
+                at[..*len as usize].iter().position(|&a| a == wanted).map(|i| seq[i])
+            }
+            Spill::Large(m) => m.get(&wanted).copied(),
+        }
+    }
+
+    /// Inserts a position known to be absent.
+    fn insert(&mut self, new_at: u64, new_seq: u32) {
+        match self {
+            Spill::Small { len, at, seq } if (*len as usize) < SPILL_INLINE => {
+                at[*len as usize] = new_at;
+                seq[*len as usize] = new_seq;
+                *len += 1;
+            }
+            Spill::Small { len, at, seq } => {
+                let mut m: HashMap<u64, u32, ahash::RandomState> =
+                    HashMap::with_capacity_and_hasher(SPILL_INLINE * 2, ahash::RandomState::new());
+                m.extend(at[..*len as usize].iter().copied().zip(seq.iter().copied()));
+                m.insert(new_at, new_seq);
+                *self = Spill::Large(m);
+            }
+            Spill::Large(m) => {
+                m.insert(new_at, new_seq);
+            }
+        }
+    }
+
+    fn remove(&mut self, wanted: u64) -> Option<u32> {
+        match self {
+            Spill::Small { len, at, seq } => {
+                let n = *len as usize;
+                let i = at[..n].iter().position(|&a| a == wanted)?;
+                let found = seq[i];
+                at[i] = at[n - 1];
+                seq[i] = seq[n - 1];
+                *len -= 1;
+                Some(found)
+            }
+            Spill::Large(m) => m.remove(&wanted),
+        }
+    }
+
+    /// Removes and returns some timer.
+    fn pop(&mut self) -> Option<(u64, u32)> {
+        match self {
+            Spill::Small { len, at, seq } => {
+                let n = (*len as usize).checked_sub(1)?;
+                *len -= 1;
+                Some((at[n], seq[n]))
+            }
+            Spill::Large(m) => {
+                let at = *m.keys().next()?;
+                m.remove(&at).map(|seq| (at, seq))
+            }
+        }
+    }
+
+    /// Empties the set.
+    fn clear(&mut self) {
+        *self = Spill::EMPTY;
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Spill::Small { len, .. } => *len as usize,
+            Spill::Large(m) => m.len(),
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(u64, u32)) {
+        match self {
+            Spill::Small { len, at, seq } => {
+                (0..*len as usize).for_each(|i| f(at[i], seq[i]));
+            }
+            Spill::Large(m) => m.iter().for_each(|(&at, &seq)| f(at, seq)),
+        }
+    }
+
+    /// Heap bytes beyond the set itself.
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Spill::Small { .. } => 0,
+            // hashbrown: one control byte per bucket, at most 7/8 of the buckets full.
+            Spill::Large(m) => m.capacity() * 8 / 7 * (size_of::<(u64, u32)>() + 1),
+        }
+    }
+}
+
+/// Every key's live timers: the dedup index and the liveness test of entries.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    records: Vec<KeyRecord>,
+    spills: Vec<Spill>,
+    free_spills: Vec<u32>,
+}
+
+impl KeyIndex {
+    #[inline]
+    fn record(&self, key: KeyId) -> KeyRecord {
+        self.records.get(key as usize).copied().unwrap_or(KeyRecord::EMPTY)
+    }
+
+    /// The sequence number of `key`'s live timer at `at`, if it has one.
+    #[inline]
+    fn find(&self, key: KeyId, at: u64) -> Option<u32> {
+        let r = self.record(key);
+        if r.seq[0] == NO_SEQ {
+            return None;
+        }
+        if r.at[0] == at {
+            return Some(r.seq[0]);
+        }
+        match r.seq[1] {
+            NO_SEQ => None,
+            SPILLED => self.spills[r.at[1] as usize].get(at),
+            seq => (r.at[1] == at).then_some(seq),
+        }
+    }
+
+    /// True if `e` is the entry of a live timer.
+    #[inline]
+    fn is_live(&self, e: &Entry) -> bool {
+        self.find(e.key, e.at) == Some(e.seq)
+    }
+
+    /// Adds a live timer known to be absent.
+    #[inline]
+    fn insert(&mut self, key: KeyId, at: u64, seq: u32) {
+        let i = key as usize;
+        if i >= self.records.len() {
+            self.records.resize(i + 1, KeyRecord::EMPTY);
+        }
+        let r = &mut self.records[i];
+        if r.seq[0] == NO_SEQ {
+            (r.at[0], r.seq[0]) = (at, seq);
+            return;
+        }
+        match r.seq[1] {
+            NO_SEQ => (r.at[1], r.seq[1]) = (at, seq),
+            SPILLED => self.spills[r.at[1] as usize].insert(at, seq),
+            second => {
+                let s = match self.free_spills.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.spills.push(Spill::EMPTY);
+                        (self.spills.len() - 1) as u32
+                    }
+                };
+                let spill = &mut self.spills[s as usize];
+                spill.insert(r.at[1], second);
+                spill.insert(at, seq);
+                (r.at[1], r.seq[1]) = (u64::from(s), SPILLED);
+            }
+        }
+    }
+
+    /// Removes `key`'s timer at `at`; returns its sequence number if it was live.
+    #[inline]
+    fn remove(&mut self, key: KeyId, at: u64) -> Option<u32> {
+        let r = self.records.get_mut(key as usize)?;
+        if r.seq[0] == NO_SEQ {
+            return None;
+        }
+        if r.at[0] == at {
+            let seq = r.seq[0];
+            match r.seq[1] {
+                NO_SEQ => r.seq[0] = NO_SEQ,
+                SPILLED => {
+                    let s = r.at[1] as usize;
+                    (r.at[0], r.seq[0]) =
+                        self.spills[s].pop().expect("spill sets hold two or more");
+                    self.unspill_if_single(key);
+                }
+                second => {
+                    (r.at[0], r.seq[0]) = (r.at[1], second);
+                    r.seq[1] = NO_SEQ;
+                }
+            }
+            return Some(seq);
+        }
+        match r.seq[1] {
+            NO_SEQ => None,
+            SPILLED => {
+                let seq = self.spills[r.at[1] as usize].remove(at)?;
+                self.unspill_if_single(key);
+                Some(seq)
+            }
+            second if r.at[1] == at => {
+                r.seq[1] = NO_SEQ;
+                Some(second)
+            }
+            _ => None,
+        }
+    }
+
+    /// A spill set down to one timer: move it inline and free the set.
+    fn unspill_if_single(&mut self, key: KeyId) {
+        let r = &mut self.records[key as usize];
+        let s = r.at[1] as usize;
+        if self.spills[s].len() == 1 {
+            (r.at[1], r.seq[1]) = self.spills[s].pop().expect("one left");
+            self.spills[s].clear();
+            self.free_spills.push(s as u32);
+        }
+    }
+
+    /// Removes `e`'s timer if `e` is its live entry; returns whether it was.
+    #[inline]
+    fn take_if_live(&mut self, e: &Entry) -> bool {
+        if self.is_live(e) {
+            self.remove(e.key, e.at);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn count(&self, key: KeyId) -> usize {
+        let r = self.record(key);
+        match r.seq {
+            [NO_SEQ, _] => 0,
+            [_, NO_SEQ] => 1,
+            [_, SPILLED] => 1 + self.spills[r.at[1] as usize].len(),
+            _ => 2,
+        }
+    }
+
+    /// Calls `f(at)` for each of `key`'s live timers, in no particular order.
+    fn for_each_of(&self, key: KeyId, mut f: impl FnMut(u64)) {
+        let r = self.record(key);
+        if r.seq[0] == NO_SEQ {
+            return;
+        }
+        f(r.at[0]);
+        match r.seq[1] {
+            NO_SEQ => {}
+            SPILLED => self.spills[r.at[1] as usize].for_each(|at, _| f(at)),
+            _ => f(r.at[1]),
+        }
+    }
+
+    /// Removes every live timer of `key`; returns how many there were and the smallest position.
+    fn remove_all(&mut self, key: KeyId) -> (usize, u64) {
+        let (mut n, mut min) = (0, u64::MAX);
+        self.for_each_of(key, |at| {
+            n += 1;
+            min = min.min(at);
+        });
+        if n > 0 {
+            let r = &mut self.records[key as usize];
+            if r.seq[1] == SPILLED {
+                let s = r.at[1] as usize;
+                self.spills[s].clear();
+                self.free_spills.push(s as u32);
+            }
+            *r = KeyRecord::EMPTY;
+        }
+        (n, min)
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.spills.clear();
+        self.free_spills.clear();
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.records.capacity() * size_of::<KeyRecord>()
+            + self.spills.capacity() * size_of::<Spill>()
+            + self.spills.iter().map(Spill::memory_bytes).sum::<usize>()
+            + self.free_spills.capacity() * size_of::<u32>()
+    }
 }
 
 /// A slot whose time has come: the lowest occupied slot, on the lowest non-empty level.
@@ -151,12 +528,21 @@ struct Expiration {
     deadline: u64,
 }
 
-/// Where a new timer goes.
-#[derive(Clone, Copy)]
-enum Tier {
-    Overdue,
-    Wheel { level: usize, slot: usize },
-    Far,
+/// A tier list, as the compaction cursor names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListId {
+    Slot(usize),
+    Overdue(u64),
+    Far(u64),
+}
+
+/// An incremental compaction pass: the list being compacted in place, `read` the next entry to
+/// examine, `write` where the next live one goes (absolute indices in the list's `entries`).
+#[derive(Clone, Copy, Debug)]
+struct Compaction {
+    list: ListId,
+    read: usize,
+    write: usize,
 }
 
 /// The production timer store: a hierarchical timing wheel with overdue and far tiers, unique per
@@ -165,67 +551,82 @@ enum Tier {
 /// One per time domain per keyed operator per shard. See the [module documentation](super) for the
 /// guarantees and the design.
 pub struct TimerWheel {
-    /// The slab: wheel slot heads, overdue/far list heads, timers, free nodes.
-    nodes: Vec<Node>,
-    /// First free node, linked through `next`.
-    free: u32,
-    /// How many nodes are on the free list.
-    free_len: u32,
-    /// The largest slab allowed (`MAX_NODES`, smaller in tests).
-    node_limit: u32,
-    /// Dedup and lookup: node indices of all pending timers, hashed by `(key, at)`.
-    table: HashTable<u32>,
-    hasher: ahash::RandomState,
-    /// Per-key list heads and counts, indexed by key id.
-    keys: Vec<KeySlot>,
+    /// Every key's live timers.
+    keys: KeyIndex,
+    /// The wheel's slot lists, `level * 64 + slot`.
+    slots: Box<[List]>,
     /// One bit per non-empty slot, per level.
     occupied: [u64; LEVELS],
-    /// Overdue lists by position (all `< elapsed`).
-    overdue: BTreeMap<u64, u32>,
-    /// Far lists by position (all beyond `elapsed`'s block).
-    far: BTreeMap<u64, u32>,
-    /// `(at, head)` of the overdue list used last; head `NIL` if none.
-    overdue_cache: (u64, u32),
-    /// `(at, head)` of the far list used last; head `NIL` if none.
-    far_cache: (u64, u32),
+    /// Overdue lists by position (all `< elapsed`), one timestamp each.
+    overdue: BTreeMap<u64, List>,
+    /// Far lists by position (all beyond `elapsed`'s block), one timestamp each.
+    far: BTreeMap<u64, List>,
+    /// Big buffers for reuse.
+    spares: Spares,
     /// The wheel's position: `<= time`; see invariant 1.
     elapsed: u64,
     /// The store's time: the largest `now` polled, as a position.
     time: u64,
-    /// The smallest pending position (meaningless when `len == 0`).
+    /// A lower bound of the live positions (meaningless when `len == 0`); exact if `min_exact`.
     min: u64,
-    /// Pending timers.
+    min_exact: bool,
+    /// Live timers.
     len: usize,
+    /// Stale entries still in the lists.
+    stale: usize,
+    /// The next sequence number.
+    seq: u32,
+    /// The most live timers allowed.
+    limit: usize,
+    /// Compaction starts once stale entries exceed this (and the live timers).
+    compact_at: usize,
+    compaction: Option<Compaction>,
+    /// The key of the entry [`LOOKAHEAD`] places after the one `poll` returned last.
+    ahead: Option<KeyId>,
 }
 
 impl TimerWheel {
     /// An empty store; its time starts at `i64::MIN`.
     pub fn new() -> Self {
-        Self::with_node_limit(MAX_NODES)
+        Self::with_limit(DEFAULT_LIMIT)
     }
 
-    /// An empty store whose slab may hold at most `limit` nodes (tests of
+    /// An empty store that holds at most `limit` pending timers (registering more fails with
     /// [`TimerError::CapacityExceeded`]).
-    pub(crate) fn with_node_limit(limit: u32) -> Self {
-        debug_assert!((WHEEL_HEADS..=MAX_NODES).contains(&limit));
+    pub fn with_limit(limit: usize) -> Self {
         TimerWheel {
-            nodes: (0..WHEEL_HEADS).map(Node::wheel_head).collect(),
-            free: NIL,
-            free_len: 0,
-            node_limit: limit,
-            table: HashTable::new(),
-            hasher: ahash::RandomState::new(),
-            keys: Vec::new(),
+            keys: KeyIndex::default(),
+            slots: (0..LEVELS * SLOTS).map(|_| List::default()).collect(),
             occupied: [0; LEVELS],
             overdue: BTreeMap::new(),
             far: BTreeMap::new(),
-            overdue_cache: (0, NIL),
-            far_cache: (0, NIL),
+            spares: Spares::default(),
             elapsed: 0,
             time: 0,
             min: u64::MAX,
+            min_exact: true,
             len: 0,
+            stale: 0,
+            seq: 0,
+            limit,
+            compact_at: COMPACT_MIN_STALE,
+            compaction: None,
+            ahead: None,
         }
+    }
+
+    /// Sets the number of stale entries beyond which compaction may start (default 4,096): tests use
+    /// tiny values so that compaction runs all the time.
+    #[doc(hidden)]
+    pub fn with_compaction_threshold(mut self, stale: usize) -> Self {
+        self.compact_at = stale;
+        self
+    }
+
+    /// Sets the next sequence number (tests of the wrap-around).
+    #[cfg(test)]
+    pub(crate) fn force_next_seq(&mut self, seq: u32) {
+        self.seq = seq;
     }
 
     /// Registers the timer `(key, ts)`.
@@ -236,54 +637,23 @@ impl TimerWheel {
     ///
     /// # Errors
     ///
-    /// [`TimerError::CapacityExceeded`] when the store's `u32` node ids are exhausted (about four
-    /// billion pending timers); the store is unchanged.
+    /// [`TimerError::CapacityExceeded`] when the store already holds its limit of pending timers
+    /// ([`with_limit`](Self::with_limit)); the store is unchanged.
+    #[inline]
     pub fn register(&mut self, key: KeyId, ts: Timestamp) -> Result<bool, TimerError> {
         let at = axis(ts);
-        let hash = hash_of(&self.hasher, key, at);
-        let nodes = &self.nodes;
-        if self.table.find(hash, |&i| nodes[i as usize].is(key, at)).is_some() {
+        if self.keys.find(key, at).is_some() {
             return Ok(false);
         }
-        let tier = self.tier_for(at);
-        let head = match tier {
-            Tier::Wheel { level, slot } => wheel_head(level, slot),
-            Tier::Overdue => self.cached_list(true, at),
-            Tier::Far => self.cached_list(false, at),
-        };
-        let needed = if head == NIL { 2 } else { 1 };
-        if !self.has_room(needed) {
-            return Err(TimerError::CapacityExceeded {
-                limit: u64::from(self.node_limit - WHEEL_HEADS),
-            });
+        if self.len >= self.limit {
+            return Err(TimerError::CapacityExceeded { limit: self.limit as u64 });
         }
-        let head = match tier {
-            Tier::Wheel { level, slot } => {
-                self.occupied[level] |= 1 << slot;
-                head
-            }
-            Tier::Overdue => self.list_for(true, at, head),
-            Tier::Far => self.list_for(false, at, head),
-        };
-        if key as usize >= self.keys.len() {
-            self.keys.resize(key as usize + 1, KeySlot::EMPTY);
-        }
-        let first_of_key = self.keys[key as usize].head;
-        let idx = self.alloc(Node::new(at, key, NIL, NIL, NIL, first_of_key));
-        if first_of_key != NIL {
-            self.nodes[first_of_key as usize].key_prev = idx;
-        }
-        let slot = &mut self.keys[key as usize];
-        slot.head = idx;
-        slot.count += 1;
-        self.push_back(head, idx, at);
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
-            let node = &nodes[i as usize];
-            hash_of(hasher, node.key, node.at())
-        });
+        let seq = self.next_seq();
+        self.keys.insert(key, at, seq);
+        self.push_entry(Entry { at, key, seq });
         if self.len == 0 || at < self.min {
             self.min = at;
+            self.min_exact = true;
         }
         self.len += 1;
         Ok(true)
@@ -293,27 +663,16 @@ impl TimerWheel {
     /// does nothing (SEMANTICS A1.7: deleting a timer that does not exist or already fired is silent).
     pub fn delete(&mut self, key: KeyId, ts: Timestamp) -> bool {
         let at = axis(ts);
-        let hash = hash_of(&self.hasher, key, at);
-        let nodes = &self.nodes;
-        let idx = match self.table.find_entry(hash, |&i| nodes[i as usize].is(key, at)) {
-            Ok(entry) => entry.remove().0,
-            Err(_) => return false,
-        };
-        self.detach(idx, at);
-        self.unlink_key(idx);
-        self.release(idx);
-        self.len -= 1;
-        if at == self.min && self.len > 0 {
-            self.refresh_min();
+        if self.keys.remove(key, at).is_none() {
+            return false;
         }
+        self.retire(at, 1);
         true
     }
 
     /// True if the timer `(key, ts)` is pending.
     pub fn contains(&self, key: KeyId, ts: Timestamp) -> bool {
-        let at = axis(ts);
-        let hash = hash_of(&self.hasher, key, at);
-        self.table.find(hash, |&i| self.nodes[i as usize].is(key, at)).is_some()
+        self.keys.find(key, axis(ts)).is_some()
     }
 
     /// Removes and returns the next timer due at `now`: the pending timer with the smallest
@@ -332,31 +691,110 @@ impl TimerWheel {
         if now > self.time {
             self.time = now;
         }
-        if self.len == 0 || self.min > now {
-            self.advance(now);
-            return None;
-        }
-        // The earliest timer is due. Overdue timers are below `elapsed`, so below everything in the
-        // wheel and the far tier (invariant 1); in the wheel the next expiration holds the earliest.
+        self.ahead = None;
         loop {
-            if let Some((_, &head)) = self.overdue.first_key_value() {
-                return Some(self.pop_front(head));
+            if self.len == 0 {
+                self.drop_stale_entries();
+                self.advance(now);
+                return None;
+            }
+            if self.min > now {
+                self.advance(now);
+                return None;
+            }
+            // Overdue timers are below `elapsed`, so below everything in the wheel and the far
+            // tier (invariant 1): the first overdue list holds the earliest entries.
+            if let Some((&at, _)) = self.overdue.first_key_value() {
+                if at > now {
+                    // Only after the clock went back below an overdue timer.
+                    self.min = self.min.max(at);
+                    return None;
+                }
+                self.settle_compaction(ListId::Overdue(at));
+                let list = self.overdue.get_mut(&at).expect("first key");
+                let e = list.pop_front(&mut self.spares).expect("overdue lists are never empty");
+                let ahead = list.get(LOOKAHEAD).map(|a| a.key);
+                if list.is_empty() {
+                    self.overdue.remove(&at);
+                }
+                if let Some(t) = self.fire_entry(e, ahead) {
+                    return Some(t);
+                }
+                continue;
             }
             match self.next_expiration() {
+                Some(exp) if exp.deadline > now => {
+                    // Nothing due: every entry is at or after the next slot.
+                    self.min = self.min.max(exp.deadline);
+                    self.advance(now);
+                    return None;
+                }
                 Some(exp) if exp.level == 0 => {
-                    // `deadline` is the slot's timestamp, the minimum, so `<= now <= time`.
+                    // `deadline` is the slot's timestamp: `<= now <= time`.
                     self.elapsed = exp.deadline;
-                    return Some(self.pop_front(wheel_head(0, exp.slot)));
+                    self.settle_compaction(ListId::Slot(exp.slot));
+                    let list = &mut self.slots[exp.slot];
+                    let e =
+                        list.pop_front(&mut self.spares).expect("occupied slots are never empty");
+                    let left = list.len();
+                    if left == 0 {
+                        self.occupied[0] &= !(1 << exp.slot);
+                    }
+                    let ahead = self.level0_ahead(exp.slot, left);
+                    if let Some(t) = self.fire_entry(e, ahead) {
+                        return Some(t);
+                    }
                 }
                 Some(exp) => self.cascade(exp),
                 None => {
                     // Only far timers: jump to the first one; its list lands on level 0.
                     let (&at, _) = self.far.first_key_value()?;
+                    if at > now {
+                        self.min = self.min.max(at);
+                        self.advance(now);
+                        return None;
+                    }
                     self.elapsed = at;
                     self.migrate(at >> BLOCK_BITS);
                 }
             }
         }
+    }
+
+    /// The key of the entry [`LOOKAHEAD`] places ahead in firing order, after a pop from level-0
+    /// slot `slot` that left `left` entries in it: in the same slot, or in the next occupied
+    /// level-0 slots (a level-0 slot holds one millisecond, often only a few timers).
+    #[inline]
+    fn level0_ahead(&self, slot: usize, left: usize) -> Option<KeyId> {
+        if left > LOOKAHEAD {
+            return self.slots[slot].get(LOOKAHEAD).map(|a| a.key);
+        }
+        let mut skip = LOOKAHEAD - left;
+        let mut later = self.occupied[0] & (u64::MAX << slot << 1);
+        while later != 0 {
+            let next = later.trailing_zeros() as usize;
+            let list = &self.slots[next];
+            if let Some(a) = list.get(skip) {
+                return Some(a.key);
+            }
+            skip -= list.len();
+            later &= later - 1;
+        }
+        None
+    }
+
+    /// The key of the timer that will fire a few polls from now, if the last [`poll`](Self::poll)
+    /// returned a timer and the store can see one ahead: the firing loop prefetches that key's rows
+    /// so that they are in cache when its turn comes. The store has prefetched its own record.
+    #[inline]
+    pub fn upcoming_key(&self) -> Option<KeyId> {
+        self.ahead
+    }
+
+    /// Prefetches `key`'s timer record (before a batch of records that may register timers).
+    #[inline]
+    pub fn prefetch_key(&self, key: KeyId) {
+        prefetch_index(&self.keys.records, key as usize);
     }
 
     /// The store's time: the largest `now` polled so far (`i64::MIN` initially).
@@ -365,8 +803,25 @@ impl TimerWheel {
     }
 
     /// The earliest pending timestamp, if any timer is pending (for example, how long a shard may
-    /// park before its next processing-time timer). O(1).
-    pub fn peek_timestamp(&self) -> Option<Timestamp> {
+    /// park before its next processing-time timer).
+    ///
+    /// O(1) unless the earliest timer was deleted or fired since the last call; then the next
+    /// list holding a live timer is looked up (and a coarse slot scanned).
+    pub fn peek_timestamp(&mut self) -> Option<Timestamp> {
+        if self.len == 0 {
+            return None;
+        }
+        if !self.min_exact {
+            self.min = self.exact_min();
+            self.min_exact = true;
+        }
+        Some(timestamp(self.min))
+    }
+
+    /// A timestamp no later than the earliest pending one, if any timer is pending: O(1), for
+    /// deciding how long a shard may sleep (waking early only costs a poll that fires nothing).
+    #[inline]
+    pub fn next_due_at_least(&self) -> Option<Timestamp> {
         (self.len > 0).then(|| timestamp(self.min))
     }
 
@@ -382,324 +837,244 @@ impl TimerWheel {
 
     /// How many timers `key` has pending. O(1).
     pub fn count_for_key(&self, key: KeyId) -> usize {
-        self.keys.get(key as usize).map_or(0, |slot| slot.count as usize)
+        self.keys.count(key)
     }
 
     /// The timestamps of `key`'s pending timers, ascending. O(k log k) for its k timers.
     pub fn timers_for_key(&self, key: KeyId) -> Vec<Timestamp> {
-        let Some(slot) = self.keys.get(key as usize) else {
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(slot.count as usize);
-        let mut idx = slot.head;
-        while idx != NIL {
-            let node = &self.nodes[idx as usize];
-            out.push(timestamp(node.at()));
-            idx = node.key_next;
-        }
+        let mut out = Vec::with_capacity(self.keys.count(key));
+        self.keys.for_each_of(key, |at| out.push(timestamp(at)));
         out.sort_unstable();
         out
     }
 
     /// Deletes every pending timer of `key` and returns how many there were. O(k) for its k timers.
     pub fn delete_all_for_key(&mut self, key: KeyId) -> usize {
-        let Some(slot) = self.keys.get_mut(key as usize) else {
-            return 0;
-        };
-        let (mut idx, count) = (slot.head, slot.count as usize);
-        *slot = KeySlot::EMPTY;
-        let mut min_removed = false;
-        while idx != NIL {
-            let node = self.nodes[idx as usize];
-            let at = node.at();
-            let hash = hash_of(&self.hasher, key, at);
-            let removed = self.table.find_entry(hash, |&i| i == idx).map(|e| e.remove()).is_ok();
-            debug_assert!(removed, "timer {idx} missing from the dedup table");
-            self.detach(idx, at);
-            self.release(idx);
-            min_removed |= at == self.min;
-            idx = node.key_next;
+        let (n, smallest) = self.keys.remove_all(key);
+        if n > 0 {
+            self.retire(smallest, n);
         }
-        self.len -= count;
-        if min_removed && self.len > 0 {
-            self.refresh_min();
-        }
-        count
+        n
     }
 
     /// Calls `f` with every pending timer, in no particular order (for snapshots).
     pub fn for_each(&self, mut f: impl FnMut(Timer)) {
-        for &idx in self.table.iter() {
-            let node = &self.nodes[idx as usize];
-            f(Timer { key: node.key, timestamp: timestamp(node.at()) });
+        for key in 0..self.keys.records.len() {
+            let key = key as KeyId;
+            self.keys.for_each_of(key, |at| f(Timer { key, timestamp: timestamp(at) }));
         }
     }
 
-    /// Removes every pending timer. The store's time stays; the memory is kept for reuse.
+    /// Removes every pending timer. The store's time stays; small buffers are kept for reuse.
     pub fn clear(&mut self) {
-        self.nodes.truncate(WHEEL_HEADS as usize);
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            *node = Node::wheel_head(i as u32);
-        }
-        self.free = NIL;
-        self.free_len = 0;
-        self.table.clear();
         self.keys.clear();
+        for list in self.slots.iter_mut() {
+            list.reset(&mut self.spares);
+        }
         self.occupied = [0; LEVELS];
         self.overdue.clear();
         self.far.clear();
-        self.overdue_cache = (0, NIL);
-        self.far_cache = (0, NIL);
         self.min = u64::MAX;
+        self.min_exact = true;
         self.len = 0;
+        self.stale = 0;
+        self.compaction = None;
+        self.ahead = None;
     }
 
     /// Approximate heap bytes held (capacities, not lengths).
     pub fn memory_bytes(&self) -> usize {
-        let cap = self.table.capacity();
-        // hashbrown keeps at most 7/8 of a power-of-two bucket count full (all of it below 8).
-        let buckets = if cap == 0 {
-            0
-        } else if cap < 8 {
-            (cap + 1).next_power_of_two()
-        } else {
-            (cap * 8 / 7).next_power_of_two()
-        };
-        self.nodes.capacity() * size_of::<Node>()
-            + buckets * (size_of::<u32>() + 1)
-            + self.keys.capacity() * size_of::<KeySlot>()
-            + (self.overdue.len() + self.far.len()) * MAP_ENTRY_BYTES
+        // A BTreeMap entry costs about its key and value plus a share of its node.
+        let map_entry = size_of::<u64>() + size_of::<List>() + 8;
+        self.keys.memory_bytes()
+            + self.spares.memory_bytes()
+            + self.slots.len() * size_of::<List>()
+            + self.slots.iter().map(List::capacity_bytes).sum::<usize>()
+            + self
+                .overdue
+                .values()
+                .chain(self.far.values())
+                .map(List::capacity_bytes)
+                .sum::<usize>()
+            + (self.overdue.len() + self.far.len()) * map_entry
     }
 
     // ---------------------------------------------------------------------------------------------
     // Internals.
 
-    /// The tier a new timer at `at` goes to.
+    /// The next sequence number. When they wrap, stale entries (the only ones whose sequence
+    /// number could be handed out again while they exist) are compacted away first.
     #[inline]
-    fn tier_for(&self, at: u64) -> Tier {
-        if at < self.elapsed {
-            return Tier::Overdue;
+    fn next_seq(&mut self) -> u32 {
+        if self.seq == SPILLED {
+            if self.stale > 0 {
+                self.compact_all();
+            }
+            self.seq = 0;
         }
-        let level = level_for(self.elapsed, at);
-        if level < LEVELS { Tier::Wheel { level, slot: slot_for(at, level) } } else { Tier::Far }
+        let s = self.seq;
+        self.seq += 1;
+        s
     }
 
-    /// The head of the overdue (or far) list at `at` if it exists, else `NIL`.
+    /// Files a new entry in its tier (invariant 1).
     #[inline]
-    fn cached_list(&self, overdue: bool, at: u64) -> u32 {
-        let (map, cache) =
-            if overdue { (&self.overdue, self.overdue_cache) } else { (&self.far, self.far_cache) };
-        if cache.1 != NIL && cache.0 == at {
-            return cache.1;
+    fn push_entry(&mut self, e: Entry) {
+        if e.at < self.elapsed {
+            self.overdue.entry(e.at).or_default().push(e, &mut self.spares);
+            return;
         }
-        map.get(&at).copied().unwrap_or(NIL)
-    }
-
-    /// The head of the overdue (or far) list at `at`: `found`, or a new list (room checked by the
-    /// caller). Makes it the tier's cached list.
-    fn list_for(&mut self, overdue: bool, at: u64, found: u32) -> u32 {
-        let head = if found != NIL {
-            found
+        let level = level_for(self.elapsed, e.at);
+        if level < LEVELS {
+            let slot = slot_for(e.at, level);
+            self.occupied[level] |= 1 << slot;
+            self.slots[slot_index(level, slot)].push(e, &mut self.spares);
         } else {
-            let tier = if overdue { TIER_OVERDUE } else { TIER_FAR };
-            let head = self.alloc(Node::new(at, tier, NIL, NIL, HEAD, NIL));
-            let node = &mut self.nodes[head as usize];
-            (node.prev, node.next) = (head, head);
-            let map = if overdue { &mut self.overdue } else { &mut self.far };
-            map.insert(at, head);
-            head
-        };
-        let cache = if overdue { &mut self.overdue_cache } else { &mut self.far_cache };
-        *cache = (at, head);
-        head
+            self.far.entry(e.at).or_default().push(e, &mut self.spares);
+        }
     }
 
-    /// True if `needed` more nodes fit in the slab.
-    fn has_room(&self, needed: u32) -> bool {
-        let fresh = needed.saturating_sub(self.free_len);
-        self.nodes.len() as u64 + u64::from(fresh) <= u64::from(self.node_limit)
+    /// Bookkeeping after `n` live timers, the smallest at `at`, were removed from the key index:
+    /// their entries are now stale.
+    fn retire(&mut self, at: u64, n: usize) {
+        self.len -= n;
+        self.stale += n;
+        if at <= self.min {
+            self.min_exact = false;
+        }
+        if self.compaction.is_none()
+            && self.stale > self.compact_at
+            && self.stale > self.len
+            && let Some(first) = self.first_list()
+        {
+            self.compaction = Some(self.start_of(first));
+        }
+        if self.compaction.is_some() {
+            self.compact_step(n.saturating_mul(COMPACT_WORK_PER_DELETE));
+        }
     }
 
-    /// Takes a node from the free list or the end of the slab (room checked by the caller).
+    /// A popped entry: if it is live, removes its timer and returns it (after prefetching the
+    /// record of the entry `ahead`); else it was stale and is dropped.
     #[inline]
-    fn alloc(&mut self, node: Node) -> u32 {
-        if self.free != NIL {
-            let idx = self.free;
-            self.free = self.nodes[idx as usize].next;
-            self.free_len -= 1;
-            self.nodes[idx as usize] = node;
-            idx
+    fn fire_entry(&mut self, e: Entry, ahead: Option<KeyId>) -> Option<Timer> {
+        if let Some(k) = ahead {
+            prefetch_index(&self.keys.records, k as usize);
+        }
+        if self.keys.take_if_live(&e) {
+            self.len -= 1;
+            // Every remaining live timer is at or after `e.at`: still a lower bound, exact only if
+            // another timer shares the timestamp, which is not known here.
+            self.min = e.at;
+            self.min_exact = false;
+            self.ahead = ahead;
+            Some(Timer { key: e.key, timestamp: timestamp(e.at) })
         } else {
-            let idx = self.nodes.len() as u32;
-            debug_assert!(idx < self.node_limit);
-            self.nodes.push(node);
-            idx
+            self.stale -= 1;
+            None
         }
     }
 
-    /// Puts a node (already unlinked from every list) on the free list.
-    #[inline]
-    fn release(&mut self, idx: u32) {
-        let node = &mut self.nodes[idx as usize];
-        node.next = self.free;
-        node.key_prev = NIL;
-        self.free = idx;
-        self.free_len += 1;
-    }
-
-    /// Appends node `idx` (at `at`) to the list of `head`, keeping a wheel head's cached minimum.
-    #[inline]
-    fn push_back(&mut self, head: u32, idx: u32, at: u64) {
-        let tail = self.nodes[head as usize].prev;
-        self.nodes[tail as usize].next = idx;
-        let node = &mut self.nodes[idx as usize];
-        (node.prev, node.next) = (tail, head);
-        let head = &mut self.nodes[head as usize];
-        head.prev = idx;
-        // Overdue/far heads hold their own position, so this is a no-op for them.
-        if at < head.at() {
-            head.set_at(at);
+    /// With no live timer left, every entry is stale: drop them all at once.
+    fn drop_stale_entries(&mut self) {
+        if self.stale == 0 {
+            return;
         }
-    }
-
-    /// Moves the whole non-empty list of `src` to the end of the list of `dst`. O(1).
-    fn splice(&mut self, src: u32, dst: u32) {
-        let Node { prev: last, next: first, .. } = self.nodes[src as usize];
-        let src_min = self.nodes[src as usize].at();
-        let tail = self.nodes[dst as usize].prev;
-        self.nodes[tail as usize].next = first;
-        self.nodes[first as usize].prev = tail;
-        self.nodes[last as usize].next = dst;
-        let dst = &mut self.nodes[dst as usize];
-        dst.prev = last;
-        if src_min < dst.at() {
-            dst.set_at(src_min);
+        for level in 0..LEVELS {
+            let mut bits = self.occupied[level];
+            while bits != 0 {
+                let slot = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.slots[slot_index(level, slot)].reset(&mut self.spares);
+            }
         }
+        self.occupied = [0; LEVELS];
+        self.overdue.clear();
+        self.far.clear();
+        self.stale = 0;
+        self.compaction = None;
     }
 
-    /// Unlinks timer `idx` (at `at`) from its tier list, releasing the list if it empties.
-    fn detach(&mut self, idx: u32, at: u64) {
-        // If it is the cached minimum of a coarse slot, the cache becomes a lower bound.
-        if at >= self.elapsed {
-            let level = level_for(self.elapsed, at);
-            if (1..LEVELS).contains(&level) {
-                let head = &mut self.nodes[wheel_head(level, slot_for(at, level)) as usize];
-                if head.at() == at {
-                    head.key_next = STALE;
+    /// The smallest live position (`len > 0`). Drops the stale entries it walks over at the front
+    /// of lists, and compacts a coarse slot it has to scan.
+    fn exact_min(&mut self) -> u64 {
+        while let Some((&at, _)) = self.overdue.first_key_value() {
+            if self.settle_front(ListId::Overdue(at)) {
+                return at;
+            }
+        }
+        for level in 0..LEVELS {
+            let mut bits = self.occupied[level];
+            while bits != 0 {
+                let slot = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let index = slot_index(level, slot);
+                if level == 0 {
+                    if self.settle_front(ListId::Slot(index)) {
+                        return self.slots[index].get(0).expect("non-empty").at;
+                    }
+                } else {
+                    self.compact_list_now(ListId::Slot(index));
+                    if let Some(m) = self.slots[index].as_slice().iter().map(|e| e.at).min() {
+                        return m;
+                    }
                 }
             }
         }
-        self.unlink(idx);
-    }
-
-    /// Unlinks node `idx` from its tier list; releases the list if that emptied it and says so.
-    #[inline]
-    fn unlink(&mut self, idx: u32) -> bool {
-        let Node { prev, next, .. } = self.nodes[idx as usize];
-        self.nodes[prev as usize].next = next;
-        self.nodes[next as usize].prev = prev;
-        if prev == next && self.nodes[prev as usize].key_prev == HEAD {
-            self.release_list(prev);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// An emptied list: clear the slot's bit, or drop the overdue/far list and free its head.
-    fn release_list(&mut self, head: u32) {
-        if head < WHEEL_HEADS {
-            let (level, slot) = (head as usize / SLOTS, head as usize % SLOTS);
-            self.occupied[level] &= !(1 << slot);
-            let node = &mut self.nodes[head as usize];
-            node.set_at(u64::MAX);
-            node.key_next = NIL;
-            return;
-        }
-        let node = self.nodes[head as usize];
-        if node.key == TIER_OVERDUE {
-            self.overdue.remove(&node.at());
-        } else {
-            self.far.remove(&node.at());
-        }
-        self.forget_list(head);
-        self.release(head);
-    }
-
-    /// Drops a list head from the caches (it is about to be freed).
-    #[inline]
-    fn forget_list(&mut self, head: u32) {
-        if self.overdue_cache.1 == head {
-            self.overdue_cache.1 = NIL;
-        }
-        if self.far_cache.1 == head {
-            self.far_cache.1 = NIL;
-        }
-    }
-
-    /// Unlinks timer `idx` from its key's list.
-    #[inline]
-    fn unlink_key(&mut self, idx: u32) {
-        let Node { key, key_prev, key_next, .. } = self.nodes[idx as usize];
-        if key_prev == NIL {
-            self.keys[key as usize].head = key_next;
-        } else {
-            self.nodes[key_prev as usize].key_next = key_next;
-        }
-        if key_next != NIL {
-            self.nodes[key_next as usize].key_prev = key_prev;
-        }
-        self.keys[key as usize].count -= 1;
-    }
-
-    /// Removes and returns the first timer of the (non-empty, single-timestamp) list of `head`.
-    fn pop_front(&mut self, head: u32) -> Timer {
-        let idx = self.nodes[head as usize].next;
-        let node = self.nodes[idx as usize];
-        let at = node.at();
-        debug_assert_eq!(at, self.min);
-        let hash = hash_of(&self.hasher, node.key, at);
-        let removed = self.table.find_entry(hash, |&i| i == idx).map(|e| e.remove()).is_ok();
-        debug_assert!(removed, "timer {idx} missing from the dedup table");
-        let emptied = self.unlink(idx);
-        self.unlink_key(idx);
-        self.release(idx);
-        self.len -= 1;
-        // The list held every pending timer at `at` (invariant 3): while it is non-empty the
-        // minimum stays.
-        if emptied && self.len > 0 {
-            self.refresh_min();
-        }
-        Timer { key: node.key, timestamp: timestamp(at) }
-    }
-
-    /// Recomputes the smallest pending position (`len > 0`).
-    fn refresh_min(&mut self) {
-        if let Some((&at, _)) = self.overdue.first_key_value() {
-            self.min = at;
-        } else if let Some(exp) = self.next_expiration() {
-            let head = wheel_head(exp.level, exp.slot) as usize;
-            if self.nodes[head].key_next == STALE {
-                self.rescan(head as u32);
+        while let Some((&at, _)) = self.far.first_key_value() {
+            if self.settle_front(ListId::Far(at)) {
+                return at;
             }
-            self.min = self.nodes[head].at();
-        } else if let Some((&at, _)) = self.far.first_key_value() {
-            self.min = at;
+        }
+        unreachable!("len > 0 but no live entry")
+    }
+
+    /// Drops stale entries from the front of a single-timestamp list; returns whether a live
+    /// entry remains (the list is released if not).
+    fn settle_front(&mut self, id: ListId) -> bool {
+        self.settle_compaction(id);
+        loop {
+            let Some(list) = self.list_mut(id) else { return false };
+            let Some(&e) = list.get(0) else {
+                self.release_list(id);
+                return false;
+            };
+            if self.keys.is_live(&e) {
+                return true;
+            }
+            let spares = &mut self.spares;
+            match id {
+                ListId::Slot(i) => self.slots[i].pop_front(spares),
+                ListId::Overdue(at) => self.overdue.get_mut(&at).and_then(|l| l.pop_front(spares)),
+                ListId::Far(at) => self.far.get_mut(&at).and_then(|l| l.pop_front(spares)),
+            };
+            self.stale -= 1;
         }
     }
 
-    /// Recomputes the exact minimum of a wheel slot list.
-    fn rescan(&mut self, head: u32) {
-        let mut min = u64::MAX;
-        let mut idx = self.nodes[head as usize].next;
-        while idx != head {
-            let node = &self.nodes[idx as usize];
-            min = min.min(node.at());
-            idx = node.next;
+    /// The list `id`, if it exists.
+    fn list_mut(&mut self, id: ListId) -> Option<&mut List> {
+        match id {
+            ListId::Slot(i) => Some(&mut self.slots[i]),
+            ListId::Overdue(at) => self.overdue.get_mut(&at),
+            ListId::Far(at) => self.far.get_mut(&at),
         }
-        let head = &mut self.nodes[head as usize];
-        head.set_at(min);
-        head.key_next = NIL;
+    }
+
+    /// An emptied list: clear its slot's bit or remove it from its map.
+    fn release_list(&mut self, id: ListId) {
+        match id {
+            ListId::Slot(i) => {
+                self.slots[i].reset(&mut self.spares);
+                self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
+            }
+            ListId::Overdue(at) => {
+                self.overdue.remove(&at);
+            }
+            ListId::Far(at) => {
+                self.far.remove(&at);
+            }
+        }
     }
 
     /// The next slot due: the lowest occupied slot on the lowest non-empty level. O(levels).
@@ -724,42 +1099,59 @@ impl TimerWheel {
         None
     }
 
-    /// Moves the wheel to the start of a coarse slot and redistributes its timers to lower levels,
-    /// in list order (invariant 3).
+    /// Moves the wheel to the start of a coarse slot and redistributes its entries to lower levels,
+    /// in list order (invariant 3), dropping stale ones on the way.
     fn cascade(&mut self, exp: Expiration) {
         debug_assert!(exp.level > 0);
         self.elapsed = exp.deadline;
-        let head = wheel_head(exp.level, exp.slot);
-        let mut idx = self.nodes[head as usize].next;
-        self.nodes[head as usize] = Node::wheel_head(head);
+        let index = slot_index(exp.level, exp.slot);
+        self.settle_compaction(ListId::Slot(index));
+        let mut list = take(&mut self.slots[index]);
         self.occupied[exp.level] &= !(1 << exp.slot);
-        while idx != head {
-            let node = &self.nodes[idx as usize];
-            let (next, at) = (node.next, node.at());
-            let level = level_for(self.elapsed, at);
+        let entries = list.as_slice();
+        let check = self.stale > 0;
+        for (i, e) in entries.iter().enumerate() {
+            if check {
+                if let Some(a) = entries.get(i + LOOKAHEAD) {
+                    prefetch_index(&self.keys.records, a.key as usize);
+                }
+                if !self.keys.is_live(e) {
+                    self.stale -= 1;
+                    continue;
+                }
+            }
+            let level = level_for(self.elapsed, e.at);
             debug_assert!(level < exp.level);
-            let slot = slot_for(at, level);
+            let slot = slot_for(e.at, level);
             self.occupied[level] |= 1 << slot;
-            self.push_back(wheel_head(level, slot), idx, at);
-            idx = next;
+            self.slots[slot_index(level, slot)].push(*e, &mut self.spares);
         }
+        list.reset(&mut self.spares);
+        // Nothing lands on a coarse slot at the wheel's own digit: hand the buffer back for reuse.
+        self.slots[index] = list;
     }
 
-    /// The wheel (empty until now) has entered `block`: splice that block's far lists into it.
+    /// The wheel (empty until now) has entered `block`: move that block's far lists into it. Far
+    /// lists that `elapsed` has already passed can only hold stale entries (an idle jump past
+    /// them): they are dropped.
     fn migrate(&mut self, block: u64) {
         while let Some(entry) = self.far.first_entry() {
-            debug_assert!(*entry.key() >> BLOCK_BITS >= block, "far timer behind the wheel");
-            if *entry.key() >> BLOCK_BITS != block {
+            let at = *entry.key();
+            if at >> BLOCK_BITS > block {
                 break;
             }
-            let (at, src) = entry.remove_entry();
+            self.settle_compaction(ListId::Far(at));
+            let list = self.far.remove(&at).expect("first entry");
+            if at < self.elapsed {
+                debug_assert!(list.as_slice().iter().all(|e| !self.keys.is_live(e)));
+                self.stale -= list.len();
+                continue;
+            }
             let level = level_for(self.elapsed, at);
             debug_assert!(level < LEVELS && at >= self.elapsed);
             let slot = slot_for(at, level);
             self.occupied[level] |= 1 << slot;
-            self.splice(src, wheel_head(level, slot));
-            self.forget_list(src);
-            self.release(src);
+            self.slots[slot_index(level, slot)].append(list, &mut self.spares);
         }
     }
 
@@ -772,7 +1164,20 @@ impl TimerWheel {
         }
         loop {
             match self.next_expiration() {
-                Some(exp) if exp.deadline <= now => self.cascade(exp),
+                Some(exp) if exp.deadline <= now => {
+                    if exp.level == 0 {
+                        // Only stale entries can be due when `advance` runs: drop them.
+                        let index = slot_index(0, exp.slot);
+                        debug_assert!(
+                            self.slots[index].as_slice().iter().all(|e| !self.keys.is_live(e))
+                        );
+                        self.settle_compaction(ListId::Slot(index));
+                        self.stale -= self.slots[index].len();
+                        self.release_list(ListId::Slot(index));
+                    } else {
+                        self.cascade(exp);
+                    }
+                }
                 Some(_) => {
                     // The wheel is not empty, so `now` is before its next slot, in its block.
                     self.elapsed = now;
@@ -790,126 +1195,270 @@ impl TimerWheel {
         }
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // Compaction of stale entries (invariant 5).
+
+    /// The first list in compaction order: wheel slots by index, then overdue, then far lists.
+    fn first_list(&self) -> Option<ListId> {
+        self.list_after(None)
+    }
+
+    /// The list after `after` in compaction order (the first one if `None`).
+    fn list_after(&self, after: Option<ListId>) -> Option<ListId> {
+        let from_slot = match after {
+            None => Some(0),
+            Some(ListId::Slot(i)) => Some(i + 1),
+            _ => None,
+        };
+        if let Some(from) = from_slot {
+            for index in from..LEVELS * SLOTS {
+                if self.occupied[index / SLOTS] >> (index % SLOTS) & 1 == 1 {
+                    return Some(ListId::Slot(index));
+                }
+            }
+        }
+        let overdue_from = match after {
+            None | Some(ListId::Slot(_)) => Bound::Unbounded,
+            Some(ListId::Overdue(at)) => Bound::Excluded(at),
+            Some(ListId::Far(_)) => return self.far_after(after),
+        };
+        if let Some((&at, _)) = self.overdue.range((overdue_from, Bound::Unbounded)).next() {
+            return Some(ListId::Overdue(at));
+        }
+        self.far_after(None)
+    }
+
+    fn far_after(&self, after: Option<ListId>) -> Option<ListId> {
+        let from = match after {
+            Some(ListId::Far(at)) => Bound::Excluded(at),
+            _ => Bound::Unbounded,
+        };
+        self.far.range((from, Bound::Unbounded)).next().map(|(&at, _)| ListId::Far(at))
+    }
+
+    /// A cursor at the start of list `id`.
+    fn start_of(&mut self, id: ListId) -> Compaction {
+        let head = self.list_mut(id).map_or(0, |l| l.head);
+        Compaction { list: id, read: head, write: head }
+    }
+
+    /// Examines up to `budget` entries of the running compaction pass.
+    fn compact_step(&mut self, mut budget: usize) {
+        while budget > 0 {
+            let Some(mut c) = self.compaction else { return };
+            let keys = &self.keys;
+            let list = match c.list {
+                ListId::Slot(i) => Some(&mut self.slots[i]),
+                ListId::Overdue(at) => self.overdue.get_mut(&at),
+                ListId::Far(at) => self.far.get_mut(&at),
+            };
+            let mut removed = 0;
+            let finished = match list {
+                None => true,
+                Some(list) => {
+                    let end = list.entries.len();
+                    while c.read < end && budget > 0 {
+                        if let Some(a) = list.entries.get(c.read + LOOKAHEAD) {
+                            prefetch_index(&keys.records, a.key as usize);
+                        }
+                        let e = list.entries[c.read];
+                        if keys.is_live(&e) {
+                            list.entries[c.write] = e;
+                            c.write += 1;
+                        } else {
+                            removed += 1;
+                        }
+                        c.read += 1;
+                        budget -= 1;
+                    }
+                    if c.read == end {
+                        list.entries.truncate(c.write);
+                        list.shrink();
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            self.stale -= removed;
+            if finished {
+                if self.list_mut(c.list).is_some_and(|l| l.is_empty()) {
+                    self.release_list(c.list);
+                }
+                self.compaction = match self.list_after(Some(c.list)) {
+                    Some(next) if self.stale > 0 => Some(self.start_of(next)),
+                    _ => None,
+                };
+            } else {
+                self.compaction = Some(c);
+            }
+        }
+    }
+
+    /// Before an operation other than a push touches list `id`: if the compaction pass is inside
+    /// it, close the gap between the compacted part and the rest, and move the pass to the next
+    /// list.
+    #[inline]
+    fn settle_compaction(&mut self, id: ListId) {
+        let Some(c) = self.compaction else { return };
+        if c.list != id {
+            return;
+        }
+        if let Some(list) = self.list_mut(id) {
+            let end = list.entries.len();
+            list.entries.copy_within(c.read..end, c.write);
+            list.entries.truncate(c.write + (end - c.read));
+        }
+        self.compaction = self.list_after(Some(id)).map(|next| self.start_of(next));
+    }
+
+    /// Compacts list `id` entirely, now.
+    fn compact_list_now(&mut self, id: ListId) {
+        if self.stale == 0 {
+            return;
+        }
+        self.settle_compaction(id);
+        let keys = &self.keys;
+        let Some(list) = (match id {
+            ListId::Slot(i) => Some(&mut self.slots[i]),
+            ListId::Overdue(at) => self.overdue.get_mut(&at),
+            ListId::Far(at) => self.far.get_mut(&at),
+        }) else {
+            return;
+        };
+        let before = list.len();
+        let head = list.head;
+        let mut write = head;
+        for read in head..list.entries.len() {
+            let e = list.entries[read];
+            if keys.is_live(&e) {
+                list.entries[write] = e;
+                write += 1;
+            }
+        }
+        list.entries.truncate(write);
+        list.shrink();
+        let after = list.len();
+        let empty = list.is_empty();
+        self.stale -= before - after;
+        if empty {
+            self.release_list(id);
+        }
+    }
+
+    /// Drops every stale entry, now (O(entries)).
+    fn compact_all(&mut self) {
+        self.compaction = None;
+        let mut next = self.first_list();
+        while let Some(id) = next {
+            self.compact_list_now(id);
+            next = self.list_after(Some(id));
+        }
+        debug_assert_eq!(self.stale, 0);
+    }
+
+    /// The entries of list `id` that are in it: all of them, except the gap a compaction pass in
+    /// progress has left (entries it has examined and either moved down or dropped).
+    fn entries_of<'a>(&self, id: ListId, list: &'a List) -> impl Iterator<Item = &'a Entry> {
+        let (gap_start, gap_end) = match self.compaction {
+            Some(c) if c.list == id => (c.write, c.read),
+            _ => (list.entries.len(), list.entries.len()),
+        };
+        list.entries[list.head..gap_start.max(list.head)].iter().chain(&list.entries[gap_end..])
+    }
+
     /// Checks every structural invariant of the store (O(n)); panics with a description on the
     /// first violation. For tests (the property tests call it after every operation).
     #[doc(hidden)]
     pub fn assert_invariants(&self) {
         assert!(self.elapsed <= self.time, "elapsed {} beyond time {}", self.elapsed, self.time);
-        let mut seen = 0usize;
+        let mut live = std::collections::HashSet::new();
+        let mut entries = 0usize;
         let mut min = u64::MAX;
-        let timer = |idx: u32, at: u64| {
-            let node = &self.nodes[idx as usize];
-            assert_ne!(node.key_prev, HEAD, "head {idx} inside a list");
-            assert_eq!(node.at(), at);
-            let hash = hash_of(&self.hasher, node.key, at);
-            assert_eq!(self.table.find(hash, |&i| i == idx), Some(&idx), "{idx} not in the table");
-        };
-        // Walks a circular list, checking its links; returns its timer nodes.
-        let walk = |head: u32| -> Vec<u32> {
-            let mut out = Vec::new();
-            let mut prev = head;
-            let mut idx = self.nodes[head as usize].next;
-            while idx != head {
-                assert_eq!(self.nodes[idx as usize].prev, prev, "broken prev link at {idx}");
-                out.push(idx);
-                assert!(out.len() <= self.len, "list of {head} does not close");
-                prev = idx;
-                idx = self.nodes[idx as usize].next;
+        let mut check_entry = |e: &Entry, live: &mut std::collections::HashSet<(KeyId, u64)>| {
+            entries += 1;
+            if self.keys.is_live(e) {
+                assert!(live.insert((e.key, e.at)), "two live entries for {e:?}");
+                min = min.min(e.at);
             }
-            assert_eq!(self.nodes[head as usize].prev, prev, "broken tail link of {head}");
-            out
         };
         for level in 0..LEVELS {
             for slot in 0..SLOTS {
-                let head = wheel_head(level, slot);
-                let list = walk(head);
+                let list = &self.slots[slot_index(level, slot)];
                 let bit = self.occupied[level] >> slot & 1 == 1;
                 assert_eq!(bit, !list.is_empty(), "occupied bit of level {level} slot {slot}");
-                let head_node = &self.nodes[head as usize];
-                assert_eq!(head_node.key_prev, HEAD);
-                let mut slot_min = u64::MAX;
-                for &idx in &list {
-                    let at = self.nodes[idx as usize].at();
-                    assert!(at >= self.elapsed, "wheel timer {at} behind elapsed {}", self.elapsed);
-                    assert_eq!((level_for(self.elapsed, at), slot_for(at, level)), (level, slot));
-                    if level == 0 {
-                        assert_eq!(
-                            at,
-                            self.nodes[list[0] as usize].at(),
-                            "level-0 slot mixes times"
-                        );
-                    }
-                    timer(idx, at);
-                    slot_min = slot_min.min(at);
-                }
                 if level > 0 && !list.is_empty() {
                     assert_ne!(slot, slot_for(self.elapsed, level), "coarse slot at the wheel");
                 }
-                if head_node.key_next == STALE {
-                    assert!(level > 0 && head_node.at() <= slot_min, "stale bound above the min");
-                } else {
-                    assert_eq!(head_node.key_next, NIL);
+                for e in self.entries_of(ListId::Slot(slot_index(level, slot)), list) {
+                    assert!(e.at >= self.elapsed, "wheel entry {} behind {}", e.at, self.elapsed);
                     assert_eq!(
-                        head_node.at(),
-                        slot_min,
-                        "cached minimum of level {level} slot {slot}"
+                        (level_for(self.elapsed, e.at), slot_for(e.at, level)),
+                        (level, slot)
                     );
+                    if level == 0 {
+                        assert_eq!(e.at, list.as_slice()[0].at, "level-0 slot mixes times");
+                    }
+                    check_entry(e, &mut live);
                 }
-                seen += list.len();
-                min = min.min(slot_min);
             }
         }
         for (overdue, map) in [(true, &self.overdue), (false, &self.far)] {
-            for (&at, &head) in map {
-                let node = &self.nodes[head as usize];
-                assert_eq!((node.key_prev, node.at()), (HEAD, at), "map head {head}");
-                assert_eq!(node.key, if overdue { TIER_OVERDUE } else { TIER_FAR });
+            for (&at, list) in map {
+                assert!(!list.is_empty(), "empty list kept at {at}");
                 if overdue {
                     assert!(at < self.elapsed, "overdue {at} not behind elapsed {}", self.elapsed);
                 } else {
                     assert!(at > self.elapsed && level_for(self.elapsed, at) >= LEVELS, "far {at}");
                 }
-                let list = walk(head);
-                assert!(!list.is_empty(), "empty list kept at {at}");
-                for &idx in &list {
-                    timer(idx, at);
+                let id = if overdue { ListId::Overdue(at) } else { ListId::Far(at) };
+                for e in self.entries_of(id, list) {
+                    assert_eq!(e.at, at, "list at {at} holds {e:?}");
+                    check_entry(e, &mut live);
                 }
-                seen += list.len();
-                min = min.min(at);
             }
         }
-        for (cache, map) in [(self.overdue_cache, &self.overdue), (self.far_cache, &self.far)] {
-            assert!(cache.1 == NIL || map.get(&cache.0) == Some(&cache.1), "stale cache {cache:?}");
+        assert_eq!(live.len(), self.len, "live entries vs len");
+        assert_eq!(entries - live.len(), self.stale, "stale entries");
+        let mut indexed = 0usize;
+        for (key, r) in self.keys.records.iter().enumerate() {
+            let key = key as KeyId;
+            if r.seq[0] == NO_SEQ {
+                assert_eq!(r.seq[1], NO_SEQ, "a second timer without a first: key {key}");
+            }
+            if r.seq[1] == SPILLED {
+                let spill = &self.keys.spills[r.at[1] as usize];
+                assert!(spill.len() >= 2, "spill set of key {key} holds {}", spill.len());
+                assert!(!self.keys.free_spills.contains(&(r.at[1] as u32)), "free spill in use");
+            }
+            let mut seen = Vec::new();
+            self.keys.for_each_of(key, |at| seen.push(at));
+            assert_eq!(seen.len(), self.keys.count(key));
+            for at in &seen {
+                assert!(live.contains(&(key, *at)), "timer ({key}, {at}) has no live entry");
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), self.keys.count(key), "duplicate timers of key {key}");
+            indexed += seen.len();
         }
-        assert_eq!(seen, self.len, "timers in lists");
-        assert_eq!(self.table.len(), self.len, "timers in the table");
+        assert_eq!(indexed, self.len, "timers in the key index");
         if self.len > 0 {
-            assert_eq!(self.min, min, "cached minimum");
-        }
-        let mut by_key = 0usize;
-        for (key, slot) in self.keys.iter().enumerate() {
-            let (mut prev, mut idx, mut count) = (NIL, slot.head, 0u32);
-            while idx != NIL {
-                let node = &self.nodes[idx as usize];
-                assert_eq!((node.key as usize, node.key_prev), (key, prev), "key list of {key}");
-                count += 1;
-                assert!(count as usize <= self.len, "key list of {key} does not end");
-                prev = idx;
-                idx = node.key_next;
+            assert!(self.min <= min, "min bound {} above the minimum {min}", self.min);
+            if self.min_exact {
+                assert_eq!(self.min, min, "exact minimum");
             }
-            assert_eq!(count, slot.count, "count of key {key}");
-            by_key += count as usize;
         }
-        assert_eq!(by_key, self.len, "timers in key lists");
-        let (mut free, mut idx) = (0u32, self.free);
-        while idx != NIL {
-            free += 1;
-            assert!(free <= self.free_len, "free list does not end");
-            idx = self.nodes[idx as usize].next;
+        if let Some(c) = self.compaction {
+            let list = match c.list {
+                ListId::Slot(i) => Some(&self.slots[i]),
+                ListId::Overdue(at) => self.overdue.get(&at),
+                ListId::Far(at) => self.far.get(&at),
+            };
+            let list = list.expect("the compaction pass is inside an existing list");
+            assert!(list.head <= c.write && c.write <= c.read, "compaction cursor {c:?}");
+            assert!(c.read <= list.entries.len(), "compaction cursor {c:?} beyond the list");
         }
-        assert_eq!(free, self.free_len, "free list length");
-        let heads = WHEEL_HEADS as usize + self.overdue.len() + self.far.len();
-        assert_eq!(self.nodes.len(), heads + self.len + free as usize, "slab accounting");
     }
 }
 
@@ -925,8 +1474,9 @@ impl fmt::Debug for TimerWheel {
         f.debug_struct("TimerWheel")
             .field("len", &self.len)
             .field("current_time", &self.current_time())
-            .field("next", &self.peek_timestamp())
+            .field("next_at_least", &self.next_due_at_least())
             .field("wheel_time", &timestamp(self.elapsed))
+            .field("stale_entries", &self.stale)
             .field("occupied_slots", &slots)
             .field("overdue_lists", &self.overdue.len())
             .field("far_lists", &self.far.len())
