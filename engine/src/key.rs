@@ -11,8 +11,9 @@
 use std::fmt;
 use std::hash::Hash;
 
-use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
+
+use crate::prefetch::prefetch_index;
 
 /// A dense id for a key within one keyed operator on one shard: the index of the key's row in every
 /// state column and the key field of every timer. Ids are assigned in first-seen order from 0.
@@ -148,43 +149,140 @@ tuple_key!(A, B, C, D);
 /// Assigns dense [`KeyId`]s to keys, in first-seen order, and keeps each key for
 /// `current_key()` and for snapshots.
 ///
-/// One hash probe per record: a `hashbrown::HashTable` of ids whose equality check compares against
-/// the stored key. The hasher is `ahash::RandomState`, seeded randomly per interner.
+/// An open-addressing table with linear probing. A slot is one `u64`: the upper 32 bits of the
+/// key's hash (a tag) and the key's id; the keys themselves are in a `Vec` indexed by id. A lookup
+/// reads the key's home slot, and on a tag match compares the key stored under that id. The hasher
+/// is `ahash::RandomState`, seeded randomly per interner, so an adversary cannot aim collisions
+/// at a long-running process (RELIABILITY.md section 2.3).
+///
+/// The table is built for batches: [`hash`](Self::hash) and [`prefetch_slot`](Self::prefetch_slot)
+/// for every record of a batch, then [`candidate`](Self::candidate) to learn (almost always) each
+/// key's id early enough to prefetch its state rows, then [`intern_hashed`](Self::intern_hashed).
+/// The table grows at 3/4 full.
 pub struct KeyInterner<K> {
-    table: HashTable<KeyId>,
+    slots: Vec<u64>,
+    mask: usize,
     keys: Vec<K>,
     hasher: ahash::RandomState,
+}
+
+/// An empty slot (no valid slot has id `u32::MAX`).
+const EMPTY_SLOT: u64 = u64::MAX;
+/// Slots of a new table.
+const INITIAL_SLOTS: usize = 16;
+
+#[inline]
+fn slot_of(tag: u32, id: KeyId) -> u64 {
+    (u64::from(tag) << 32) | u64::from(id)
+}
+
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 impl<K: Key> KeyInterner<K> {
     /// An empty interner with a fresh random seed.
     pub fn new() -> Self {
-        KeyInterner { table: HashTable::new(), keys: Vec::new(), hasher: ahash::RandomState::new() }
+        KeyInterner {
+            slots: vec![EMPTY_SLOT; INITIAL_SLOTS],
+            mask: INITIAL_SLOTS - 1,
+            keys: Vec::new(),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// The key's hash in this interner (random-seeded; never persist it).
+    #[inline]
+    pub fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Prefetches the home slot of a key with this hash.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        prefetch_index(&self.slots, hash as usize & self.mask);
+    }
+
+    /// The id in the home slot of this hash if its tag matches: the key's id, unless the key is
+    /// new, collided further, or shares the tag with another key (rare). For prefetching only.
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<KeyId> {
+        let slot = self.slots[hash as usize & self.mask];
+        (slot != EMPTY_SLOT && (slot >> 32) as u32 == tag_of(hash)).then_some(slot as KeyId)
+    }
+
+    /// Prefetches the stored key with id `id` (which a lookup compares against).
+    #[inline]
+    pub fn prefetch_key(&self, id: KeyId) {
+        prefetch_index(&self.keys, id as usize);
     }
 
     /// The id of `key`, assigning the next id if the key is new.
     #[inline]
     pub fn intern(&mut self, key: K) -> Result<KeyId, KeyError> {
-        let hash = self.hasher.hash_one(&key);
-        let keys = &self.keys;
-        if let Some(&id) = self.table.find(hash, |&id| keys[id as usize] == key) {
-            return Ok(id);
+        let hash = self.hash(&key);
+        self.intern_hashed(key, hash)
+    }
+
+    /// [`intern`](Self::intern) with the key's [`hash`](Self::hash) already computed.
+    #[inline]
+    pub fn intern_hashed(&mut self, key: K, hash: u64) -> Result<KeyId, KeyError> {
+        let tag = tag_of(hash);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY_SLOT {
+                break;
+            }
+            if (slot >> 32) as u32 == tag && self.keys[slot as KeyId as usize] == key {
+                return Ok(slot as KeyId);
+            }
+            i = (i + 1) & self.mask;
         }
         let id = KeyId::try_from(self.keys.len())
             .ok()
             .filter(|&id| id != KeyId::MAX)
             .ok_or(KeyError::TooManyKeys { limit: u64::from(KeyId::MAX) })?;
-        let hasher = &self.hasher;
-        let keys = &self.keys;
-        self.table.insert_unique(hash, id, |&other| hasher.hash_one(&keys[other as usize]));
+        self.slots[i] = slot_of(tag, id);
         self.keys.push(key);
+        if self.keys.len() * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
         Ok(id)
+    }
+
+    /// Doubles the table and re-inserts every key.
+    #[cold]
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        self.slots = vec![EMPTY_SLOT; n];
+        self.mask = n - 1;
+        for (id, key) in self.keys.iter().enumerate() {
+            let hash = self.hasher.hash_one(key);
+            let mut i = hash as usize & self.mask;
+            while self.slots[i] != EMPTY_SLOT {
+                i = (i + 1) & self.mask;
+            }
+            self.slots[i] = slot_of(tag_of(hash), id as KeyId);
+        }
     }
 
     /// The id of `key` if it was seen before.
     pub fn get(&self, key: &K) -> Option<KeyId> {
-        let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |&id| &self.keys[id as usize] == key).copied()
+        let hash = self.hash(key);
+        let tag = tag_of(hash);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY_SLOT {
+                return None;
+            }
+            if (slot >> 32) as u32 == tag && &self.keys[slot as KeyId as usize] == key {
+                return Some(slot as KeyId);
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 
     /// The key with id `id`.
@@ -208,6 +306,13 @@ impl<K: Key> KeyInterner<K> {
     /// All keys in id order.
     pub fn keys(&self) -> &[K] {
         &self.keys
+    }
+
+    /// Approximate heap bytes held by the table and the key vector (not by the keys' own heap
+    /// data, such as a `String`'s bytes).
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.keys.capacity() * std::mem::size_of::<K>()
     }
 }
 
@@ -249,6 +354,30 @@ mod tests {
         for k in 0..100_000u64 {
             assert_eq!(i.get(&(k * 7919)), Some(k as KeyId));
         }
+    }
+
+    #[test]
+    fn colliding_home_slots_and_the_batch_api() {
+        let mut i = KeyInterner::new();
+        // Enough keys for several doublings, so that home slots collide and probes run on.
+        for k in 0..10_000u64 {
+            let h = i.hash(&k);
+            i.prefetch_slot(h);
+            assert_eq!(i.intern_hashed(k, h), Ok(k as KeyId));
+        }
+        let mut exact = 0;
+        for k in 0..10_000u64 {
+            let h = i.hash(&k);
+            if let Some(c) = i.candidate(h) {
+                i.prefetch_key(c);
+                // A candidate is a hint: right for most keys, never required to be.
+                exact += usize::from(c == k as KeyId);
+            }
+            assert_eq!(i.intern(k), Ok(k as KeyId), "an existing key keeps its id");
+        }
+        assert!(exact > 5_000, "home-slot candidates right for only {exact} keys");
+        assert_eq!(i.get(&10_000), None);
+        assert!(i.memory_bytes() >= 10_000 * 16);
     }
 
     #[test]

@@ -27,19 +27,54 @@ pub fn prefetch_index<T>(slice: &[T], index: usize) {
 /// Prefetches the cache line holding `*value`.
 #[inline(always)]
 pub fn prefetch_ref<T>(value: &T) {
+    prefetch_address(value as *const T as usize);
+}
+
+/// Prefetches the cache line at address `addr`: for memory the caller cannot name by reference at
+/// this point (a state column behind a `RefCell`, whose base address was read earlier). The
+/// address may be stale or wrong: nothing is ever read from it.
+#[inline(always)]
+pub fn prefetch_address(addr: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = (value as *const T).cast::<i8>();
         // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is in the target's
         // baseline feature set, so the `target_feature` precondition always holds). The
         // instruction is a hint: it reads nothing into the program, writes nothing, and cannot
-        // fault; `p` is moreover derived from a live reference.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+        // fault, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = value;
+        let _ = addr;
+    }
+}
+
+/// Where row `i` of a column lives: `base + i * stride`, for `i < rows`. Read once per batch of
+/// records (columns may reallocate when they grow); a stale region only makes a useless hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRegion {
+    base: usize,
+    stride: usize,
+    rows: usize,
+}
+
+impl RowRegion {
+    /// The region of a slice's elements.
+    pub fn of<T>(rows: &[T]) -> Self {
+        RowRegion {
+            base: rows.as_ptr() as usize,
+            stride: std::mem::size_of::<T>(),
+            rows: rows.len(),
+        }
+    }
+
+    /// Prefetches row `i`, if it exists.
+    #[inline(always)]
+    pub fn prefetch(&self, i: usize) {
+        if i < self.rows {
+            prefetch_address(self.base.wrapping_add(i.wrapping_mul(self.stride)));
+        }
     }
 }
 
@@ -55,6 +90,11 @@ mod tests {
         prefetch_index(&v, 3); // out of bounds: nothing happens
         prefetch_index::<u64>(&[], 0);
         prefetch_ref(&v[1]);
+        prefetch_address(0);
+        prefetch_address(usize::MAX);
+        let region = RowRegion::of(&v);
+        region.prefetch(1);
+        region.prefetch(1_000); // beyond the rows: nothing happens
         assert_eq!(v, [1, 2, 3]);
     }
 }

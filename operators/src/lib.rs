@@ -36,5 +36,8 @@ pub use pinwheel_engine::state::{
 pub use pinwheel_engine::time::{
     Clock, MAX_WATERMARK, MIN_WATERMARK, ManualClock, SystemClock, TimeDomain, Timestamp,
 };
-pub use runtime::{KeyedOperator, OperatorMetrics, ProcessOperator};
+pub use runtime::{
+    DATA_AHEAD, KeyedOperator, KeyedRecord, OperatorMetrics, PIPELINE_DEPTH, ProcessOperator,
+    SLOT_AHEAD,
+};
 pub use semantics::{EndOfInputTimers, Semantics, SideOutputTimestamps};

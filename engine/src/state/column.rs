@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::ttl::Ttl;
 use super::{KeyedScope, RegistryId, StateError, StateScope};
 use crate::key::KeyId;
+use crate::prefetch::RowRegion;
 use crate::time::Timestamp;
 
 /// The row index of `key` in every column.
@@ -84,6 +85,9 @@ pub(super) trait ErasedColumn {
     /// Approximate heap bytes held by the column (shallow: the heap data owned by the stored
     /// values themselves, such as a `String`'s bytes, is not counted).
     fn memory_bytes(&self) -> usize;
+    /// Appends where the column's rows live (its row vector, and its timestamps with TTL), for
+    /// the batch prefetch.
+    fn row_regions(&self, out: &mut Vec<RowRegion>);
 }
 
 /// What a read finds in a single-value row.
@@ -265,5 +269,12 @@ impl<T> ErasedColumn for Cells<T> {
     fn memory_bytes(&self) -> usize {
         self.rows.capacity() * mem::size_of::<Option<T>>()
             + self.stamps.capacity() * mem::size_of::<Timestamp>()
+    }
+
+    fn row_regions(&self, out: &mut Vec<RowRegion>) {
+        out.push(RowRegion::of(&self.rows));
+        if !self.stamps.is_empty() {
+            out.push(RowRegion::of(&self.stamps));
+        }
     }
 }

@@ -175,6 +175,13 @@ impl<T> ErasedColumn for ListColumn<T> {
         emptied
     }
 
+    fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
+        out.push(crate::prefetch::RowRegion::of(&self.rows));
+        if !self.stamps.is_empty() {
+            out.push(crate::prefetch::RowRegion::of(&self.stamps));
+        }
+    }
+
     fn memory_bytes(&self) -> usize {
         let items: usize = self.rows.iter().map(|r| r.capacity() * mem::size_of::<T>()).sum();
         let stamps: usize =

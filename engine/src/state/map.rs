@@ -306,6 +306,10 @@ impl<K: Eq + Hash, V> ErasedColumn for MapColumn<K, V> {
         emptied
     }
 
+    fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
+        out.push(crate::prefetch::RowRegion::of(&self.rows));
+    }
+
     fn memory_bytes(&self) -> usize {
         let rows: usize = self.rows.iter().flatten().map(|r| r.memory_bytes()).sum();
         self.rows.capacity() * mem::size_of::<Option<Box<MapRow<K, V>>>>() + rows

@@ -37,6 +37,9 @@ macro_rules! erased_via_cells {
         fn memory_bytes(&self) -> usize {
             self.cells.memory_bytes()
         }
+        fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
+            self.cells.row_regions(out);
+        }
     };
 }
 

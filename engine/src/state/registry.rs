@@ -23,6 +23,7 @@ use super::{
     AggregatingState, ListState, MapState, ReducingState, RegistryId, StateError, ValueState,
 };
 use crate::key::KeyId;
+use crate::prefetch::RowRegion;
 use crate::time::Timestamp;
 
 static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(0);
@@ -61,6 +62,8 @@ struct Registered {
 pub struct StateRegistry {
     id: RegistryId,
     states: Vec<Registered>,
+    /// Where the columns' rows were at the last [`refresh_prefetch`](Self::refresh_prefetch).
+    regions: Vec<RowRegion>,
     /// Where the background TTL sweep resumes: index into `states`, then row.
     sweep_state: usize,
     sweep_row: usize,
@@ -69,7 +72,13 @@ pub struct StateRegistry {
 impl StateRegistry {
     /// An empty registry with a fresh, process-unique [`RegistryId`].
     pub fn new() -> Self {
-        StateRegistry { id: RegistryId::next(), states: Vec::new(), sweep_state: 0, sweep_row: 0 }
+        StateRegistry {
+            id: RegistryId::next(),
+            states: Vec::new(),
+            regions: Vec::new(),
+            sweep_state: 0,
+            sweep_row: 0,
+        }
     }
 
     /// This registry's id: every [`StateScope`](super::StateScope) used with its handles must carry
@@ -269,6 +278,26 @@ impl StateRegistry {
         self.sweep_state = state;
         self.sweep_row = start;
         removed
+    }
+
+    /// Re-reads where every column's rows are, for [`prefetch_row`](Self::prefetch_row): once per
+    /// batch of records (columns move when they grow). O(number of states).
+    pub fn refresh_prefetch(&mut self) {
+        self.regions.clear();
+        for state in &self.states {
+            if let Ok(column) = state.column.data.try_borrow() {
+                column.row_regions(&mut self.regions);
+            }
+        }
+    }
+
+    /// Prefetches `key`'s row in every column (as of the last
+    /// [`refresh_prefetch`](Self::refresh_prefetch); a stale region only wastes the hint).
+    #[inline]
+    pub fn prefetch_row(&self, key: KeyId) {
+        for region in &self.regions {
+            region.prefetch(key as usize);
+        }
     }
 
     /// The registered states' names, in registration order.

@@ -35,6 +35,9 @@ impl<T> ErasedColumn for ValueColumn<T> {
     fn memory_bytes(&self) -> usize {
         self.0.memory_bytes()
     }
+    fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
+        self.0.row_regions(out);
+    }
 }
 
 /// One value per key (Flink's `ValueState`): absent until written, absent again after

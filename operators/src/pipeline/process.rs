@@ -10,7 +10,7 @@ use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
 use crate::error::PipelineError;
 use crate::function::{KeyedProcessFunction, ProcessFunction};
 use crate::output::{OutputTag, SideOutputs, StreamElement};
-use crate::runtime::{KeyedOperator, OperatorMetrics, ProcessOperator};
+use crate::runtime::{KeyedOperator, KeyedRecord, OperatorMetrics, ProcessOperator};
 
 /// How many upstream elements a process stage handles before it hands its outputs on.
 pub(crate) const BATCH: usize = 512;
@@ -199,29 +199,39 @@ where
             self.op.advance_processing_time(self.now, buf)?;
         }
         let mut result = Poll::Yield;
+        // Records go through the operator's prefetch pipeline; anything else first flushes it, so
+        // the operator sees every element in its order.
         for _ in 0..BATCH {
             match self.input.poll_next(cx)? {
                 Poll::Ready(StreamElement::Record { value, timestamp }) => {
                     let key = (self.key_selector)(&value);
-                    self.op.process_element(key, value, timestamp, buf)?;
+                    let hash = self.op.key_hash(&key);
+                    self.op.push_record(KeyedRecord { key, hash, value, timestamp }, buf)?;
                 }
-                Poll::Ready(StreamElement::Watermark(w)) => {
-                    self.op.process_watermark(w, buf)?;
-                }
-                Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
-                Poll::Yield => break,
-                Poll::Pending => {
-                    result = Poll::Pending;
-                    break;
-                }
-                Poll::Done => {
-                    self.op.end_of_input(buf)?;
-                    self.done = true;
-                    result = Poll::Done;
-                    break;
+                other => {
+                    self.op.flush(buf)?;
+                    match other {
+                        Poll::Ready(StreamElement::Watermark(w)) => {
+                            self.op.process_watermark(w, buf)?;
+                        }
+                        Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
+                        Poll::Ready(StreamElement::Record { .. }) => unreachable!("handled above"),
+                        Poll::Yield => break,
+                        Poll::Pending => {
+                            result = Poll::Pending;
+                            break;
+                        }
+                        Poll::Done => {
+                            self.op.end_of_input(buf)?;
+                            self.done = true;
+                            result = Poll::Done;
+                            break;
+                        }
+                    }
                 }
             }
         }
+        self.op.flush(buf)?;
         self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
         if let Some(t) = self.op.next_processing_timer() {
             cx.wake_at(t);
