@@ -158,7 +158,7 @@ fn slow_sink_bounds_how_far_the_source_runs_ahead() {
     let bound = SHARDS * ((SHARDS - 1) * RING + SHARDS * 128 + 2 * 512 + 4096) + CHANNEL;
     let mut received = 0u64;
     let mut max_ahead = 0u64;
-    while let Some(_) = running.recv() {
+    while running.recv().is_some() {
         received += 1;
         max_ahead = max_ahead.max(emitted.load(Ordering::Relaxed) - received);
         if received % 5_000 == 0 {
