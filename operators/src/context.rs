@@ -217,14 +217,25 @@ impl<'a> TimerService<'a> {
 }
 
 /// The context of `process_element` in a keyed function.
-#[derive(Debug)]
 pub struct Context<'a, K> {
-    pub(crate) key: &'a K,
+    /// Every key of the operator, by id; the current one is `keys[scope.key()]`.
+    pub(crate) keys: &'a [K],
     pub(crate) scope: StateScope,
     pub(crate) timestamp: Option<Timestamp>,
     pub(crate) side_timestamp: Option<Timestamp>,
     pub(crate) timers: TimerService<'a>,
     pub(crate) side: &'a mut SideOutputs,
+}
+
+impl<K: std::fmt::Debug> std::fmt::Debug for Context<'_, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("key", &self.keys[self.scope.key() as usize])
+            .field("timestamp", &self.timestamp)
+            .field("watermark", &self.timers.watermark)
+            .field("processing_time", &self.timers.processing_time)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, K> Context<'a, K> {
@@ -244,7 +255,7 @@ impl<'a, K> Context<'a, K> {
     /// The key of the element being processed, or of the timer firing.
     #[inline]
     pub fn current_key(&self) -> &K {
-        self.key
+        &self.keys[self.scope.key() as usize]
     }
 
     /// Emits `value` to the side output `tag`.

@@ -283,11 +283,8 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         if matches!(timestamp, Some(ts) if ts <= self.watermark) {
             self.metrics.late_records += 1;
         }
-        let Some(key) = self.keys.key(key_id) else {
-            unreachable!("the interner just returned this id")
-        };
         let mut ctx = Context {
-            key,
+            keys: self.keys.keys(),
             scope: StateScope::new(key_id, self.processing_time, self.state.id()),
             timestamp,
             side_timestamp: self.semantics.side_ts_for_element(timestamp),
@@ -436,12 +433,10 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
             TimeDomain::EventTime => self.metrics.event_timers_fired += 1,
             TimeDomain::ProcessingTime => self.metrics.processing_timers_fired += 1,
         }
-        let Some(key) = self.keys.key(timer.key) else {
-            unreachable!("timers are registered only for interned keys")
-        };
+        // The key itself is read only if the function asks for it (`current_key`).
         let mut ctx = OnTimerContext {
             ctx: Context {
-                key,
+                keys: self.keys.keys(),
                 scope: StateScope::new(timer.key, self.processing_time, self.state.id()),
                 timestamp: Some(timer.timestamp),
                 side_timestamp: self.semantics.side_ts_for_timer(timer.timestamp, domain),
