@@ -11,17 +11,20 @@
 //! # The timers
 //!
 //! `N` distinct `(key, timestamp)` pairs, `N = 10,000,000` unless `PINWHEEL_BENCH_TIMERS` says
-//! otherwise (`PINWHEEL_BENCH_TIMERS=1000000` for a quick run), from a fixed-seed generator:
+//! otherwise (`PINWHEEL_BENCH_TIMERS=1000000` for a quick run), from a fixed-seed generator, with
+//! random keys among `K = 1,000,000` unless `PINWHEEL_BENCH_TIMER_KEYS` says otherwise:
 //!
-//! * `cwt` (count-with-timeout's pattern, PERF.md): the i-th registration is for a random key among
-//!   1,000,000 at `ts = i / 10 + 60_000`, the timestamp of event `i` (10 events per ms) plus a
-//!   minute;
-//! * `uniform`: random keys among 1,000,000, timestamps uniformly random over one day
-//!   (`0..86_400_000` ms), in random order;
+//! * `cwt` (count-with-timeout's pattern, PERF.md): the i-th registration is for a random key at
+//!   `ts = i / 10 + 60_000`, the timestamp of event `i` (10 events per ms) plus a minute;
+//! * `uniform`: random keys, timestamps uniformly random over one day (`0..86_400_000` ms), in
+//!   random order;
 //! * `burst` (timer-burst's pattern): keys `0..N` (N distinct keys, numbered in first-seen order as
 //!   the key interner does), all at `i64::MAX - 1`.
 //!
-//! A pair drawn twice is redrawn (another key), so the `N` timers are distinct. Each store starts
+//! A pair drawn twice is redrawn (another key), so the `N` timers are distinct. With all `N`
+//! pending at once, a key has `N / K` timers on average (10 at the defaults; the count-with-timeout
+//! job itself keeps under one per key pending, as a key's timers fire a minute after they are set):
+//! `PINWHEEL_BENCH_TIMER_KEYS=10000000` gives one per key. Each store starts
 //! with its time at 0 (it is polled at 0 before the registrations): in the engine a store's time is
 //! the watermark, a little behind the events, and the wheel files timers relative to it.
 //!
@@ -94,8 +97,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Timers per scenario unless `PINWHEEL_BENCH_TIMERS` is set.
 const DEFAULT_TIMERS: usize = 10_000_000;
-/// Distinct keys of the `cwt` and `uniform` timers (PERF.md's K).
-const KEYS: u32 = 1_000_000;
+/// Distinct keys of the `cwt` and `uniform` timers (PERF.md's K) unless
+/// `PINWHEEL_BENCH_TIMER_KEYS` is set.
+const DEFAULT_KEYS: u32 = 1_000_000;
 /// Events per millisecond of the `cwt` timers (PERF.md's R).
 const EVENTS_PER_MS: usize = 10;
 /// count-with-timeout's timeout.
@@ -276,10 +280,11 @@ struct Workload {
 }
 
 impl Workload {
-    /// `n` distinct timers for random keys among [`KEYS`], the i-th at `timestamp(i, rng)`.
+    /// `n` distinct timers for random keys among `keys`, the i-th at `timestamp(i, rng)`.
     fn random(
         name: &'static str,
         n: usize,
+        keys: u32,
         seed: u64,
         mut timestamp: impl FnMut(usize, &mut SplitMix64) -> Timestamp,
     ) -> Workload {
@@ -288,9 +293,9 @@ impl Workload {
         let mut timers = Vec::with_capacity(n);
         for i in 0..n {
             let ts = timestamp(i, &mut rng);
-            let mut key = rng.below(u64::from(KEYS)) as KeyId;
+            let mut key = rng.below(u64::from(keys)) as KeyId;
             while !seen.insert((key, ts)) {
-                key = rng.below(u64::from(KEYS)) as KeyId;
+                key = rng.below(u64::from(keys)) as KeyId;
             }
             timers.push((key, ts));
         }
@@ -304,13 +309,13 @@ impl Workload {
     }
 
     /// count-with-timeout's timers: the i-th at `i / 10 + 60_000`.
-    fn cwt(n: usize) -> Workload {
-        Workload::random("cwt", n, 1, |i, _| (i / EVENTS_PER_MS) as Timestamp + MINUTE)
+    fn cwt(n: usize, keys: u32) -> Workload {
+        Workload::random("cwt", n, keys, 1, |i, _| (i / EVENTS_PER_MS) as Timestamp + MINUTE)
     }
 
     /// Timestamps uniformly random over a day.
-    fn uniform(n: usize) -> Workload {
-        Workload::random("uniform", n, 2, |_, rng| rng.below(DAY) as Timestamp)
+    fn uniform(n: usize, keys: u32) -> Workload {
+        Workload::random("uniform", n, keys, 2, |_, rng| rng.below(DAY) as Timestamp)
     }
 
     /// timer-burst: keys `0..n`, all at `i64::MAX - 1`, fired by one jump to `i64::MAX`.
@@ -405,9 +410,12 @@ fn check_reference_agrees() {
         results.push(store.len() == 0);
         (results, fired)
     }
-    for w in [Workload::cwt(200_000), Workload::uniform(200_000)] {
-        let wheel = run::<TimerWheel>(&w);
-        let heap = run::<HeapTimers>(&w);
+    // 10 timers per key and 1 per key on average.
+    let workloads = [20_000, 200_000]
+        .map(|keys| [Workload::cwt(200_000, keys), Workload::uniform(200_000, keys)]);
+    for w in workloads.iter().flatten() {
+        let wheel = run::<TimerWheel>(w);
+        let heap = run::<HeapTimers>(w);
         assert_eq!(wheel.0, heap.0, "{}: register/delete results differ", w.name);
         assert!(wheel.1 == heap.1, "{}: the stores fire differently", w.name);
         assert!(wheel.1.len() > w.len() / 2, "{}: the check fired too little", w.name);
@@ -495,13 +503,20 @@ fn group<'a>(c: &'a mut Criterion, name: &str, n: usize) -> BenchmarkGroup<'a, W
     g
 }
 
+/// The number in environment variable `name` (`_` and `,` separators allowed), else `default`.
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| {
+        v.replace(['_', ','], "").parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
+    })
+}
+
 fn timers(c: &mut Criterion) {
-    let n = std::env::var("PINWHEEL_BENCH_TIMERS").map_or(DEFAULT_TIMERS, |v| {
-        v.replace(['_', ','], "").parse().expect("PINWHEEL_BENCH_TIMERS: a number of timers")
-    });
+    let n = env_number("PINWHEEL_BENCH_TIMERS", DEFAULT_TIMERS);
+    let keys = env_number("PINWHEEL_BENCH_TIMER_KEYS", DEFAULT_KEYS as usize);
+    let keys = u32::try_from(keys).expect("PINWHEEL_BENCH_TIMER_KEYS: at most 2^32 - 1 keys");
     check_reference_agrees();
-    eprintln!("timers: generating {n} timers per workload");
-    let random = [Workload::cwt(n), Workload::uniform(n)];
+    eprintln!("timers: generating {n} timers per workload, keys among {keys}");
+    let random = [Workload::cwt(n, keys), Workload::uniform(n, keys)];
     let burst = Workload::burst(n);
 
     let mut g = group(c, "register", n);
