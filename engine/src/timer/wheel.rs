@@ -26,7 +26,7 @@ const NO_SEQ: u32 = u32::MAX;
 /// The second `seq` of a key record whose further timers are in a spill set.
 const SPILLED: u32 = u32::MAX - 1;
 /// A key's spill set holds this many timers in place; more turn it into a hash map.
-const SPILL_INLINE: usize = 6;
+const SPILL_INLINE: usize = 14;
 /// Compaction starts once there are more stale entries than this, and more than live timers.
 const COMPACT_MIN_STALE: usize = 4096;
 /// Entries a compaction pass examines per stale entry a delete creates.
@@ -454,6 +454,14 @@ impl KeyIndex {
     /// Removes `e`'s timer if `e` is its live entry; returns whether it was.
     #[inline]
     fn take_if_live(&mut self, e: &Entry) -> bool {
+        // The common case in one read: the key's only timer, inline, is this entry.
+        if let Some(r) = self.records.get_mut(e.key as usize)
+            && r.seq == [e.seq, NO_SEQ]
+            && r.at[0] == e.at
+        {
+            r.seq[0] = NO_SEQ;
+            return true;
+        }
         if self.is_live(e) {
             self.remove(e.key, e.at);
             true
@@ -583,6 +591,8 @@ pub struct TimerWheel {
     compaction: Option<Compaction>,
     /// The key of the entry [`LOOKAHEAD`] places after the one `poll` returned last.
     ahead: Option<KeyId>,
+    /// Where that entry was found: (level-0 slot, index after its head).
+    ahead_at: Option<(usize, usize)>,
 }
 
 impl TimerWheel {
@@ -612,6 +622,7 @@ impl TimerWheel {
             compact_at: COMPACT_MIN_STALE,
             compaction: None,
             ahead: None,
+            ahead_at: None,
         }
     }
 
@@ -764,10 +775,35 @@ impl TimerWheel {
     /// The key of the entry [`LOOKAHEAD`] places ahead in firing order, after a pop from level-0
     /// slot `slot` that left `left` entries in it: in the same slot, or in the next occupied
     /// level-0 slots (a level-0 slot holds one millisecond, often only a few timers).
+    ///
+    /// The position found is kept (`ahead_at`) and moved on by one entry at the next pop, so a run
+    /// of pops over many small slots costs O(1) each; the position is only a hint, re-found when
+    /// it no longer points at an entry.
     #[inline]
-    fn level0_ahead(&self, slot: usize, left: usize) -> Option<KeyId> {
+    fn level0_ahead(&mut self, slot: usize, left: usize) -> Option<KeyId> {
         if left > LOOKAHEAD {
+            self.ahead_at = None;
             return self.slots[slot].get(LOOKAHEAD).map(|a| a.key);
+        }
+        if let Some((s, i)) = self.ahead_at
+            && s > slot
+        {
+            let list = &self.slots[s];
+            if let Some(a) = list.get(i + 1) {
+                self.ahead_at = Some((s, i + 1));
+                return Some(a.key);
+            }
+            // The next occupied slot after `s`.
+            let later = self.occupied[0] & (u64::MAX << s << 1);
+            if later != 0 {
+                let next = later.trailing_zeros() as usize;
+                if let Some(a) = self.slots[next].get(0) {
+                    self.ahead_at = Some((next, 0));
+                    return Some(a.key);
+                }
+            }
+            self.ahead_at = None;
+            return None;
         }
         let mut skip = LOOKAHEAD - left;
         let mut later = self.occupied[0] & (u64::MAX << slot << 1);
@@ -775,11 +811,13 @@ impl TimerWheel {
             let next = later.trailing_zeros() as usize;
             let list = &self.slots[next];
             if let Some(a) = list.get(skip) {
+                self.ahead_at = Some((next, skip));
                 return Some(a.key);
             }
             skip -= list.len();
             later &= later - 1;
         }
+        self.ahead_at = None;
         None
     }
 
@@ -1298,12 +1336,16 @@ impl TimerWheel {
     /// Before an operation other than a push touches list `id`: if the compaction pass is inside
     /// it, close the gap between the compacted part and the rest, and move the pass to the next
     /// list.
-    #[inline]
+    #[inline(always)]
     fn settle_compaction(&mut self, id: ListId) {
-        let Some(c) = self.compaction else { return };
-        if c.list != id {
-            return;
+        if self.compaction.is_some_and(|c| c.list == id) {
+            self.settle_compaction_now(id);
         }
+    }
+
+    #[cold]
+    fn settle_compaction_now(&mut self, id: ListId) {
+        let Some(c) = self.compaction else { return };
         if let Some(list) = self.list_mut(id) {
             let end = list.entries.len();
             list.entries.copy_within(c.read..end, c.write);
