@@ -213,6 +213,13 @@ where
         self.op.side_outputs().take(tag)
     }
 
+    /// Declares the side output `tag`, so that it receives every watermark and idle status from
+    /// now on, even before its first record (SEMANTICS A2.10: in a Flink job every side-output edge
+    /// exists from the start). A side output that is not declared exists from its first record.
+    pub fn declare_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) {
+        self.op.side_outputs().declare(tag);
+    }
+
     /// Pending event-time timers, all keys.
     pub fn num_event_time_timers(&self) -> usize {
         self.op.num_event_time_timers()
@@ -309,6 +316,12 @@ impl<F: ProcessFunction> Harness<F> {
     /// Takes a side output.
     pub fn take_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) -> Vec<StreamElement<T>> {
         self.op.side_outputs().take(tag)
+    }
+
+    /// Declares the side output `tag`, so that it receives every watermark from now on; see
+    /// [`KeyedHarness::declare_side_output`].
+    pub fn declare_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) {
+        self.op.side_outputs().declare(tag);
     }
 
     /// The operator's counters.
