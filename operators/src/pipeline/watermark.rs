@@ -31,8 +31,23 @@ pub struct WatermarkOutput {
 }
 
 impl WatermarkOutput {
-    fn new(now: Timestamp) -> Self {
+    /// An output at processing time `now` into which nothing has been emitted yet. The pipeline
+    /// makes one per generator call; tests of a generator make their own and read it with
+    /// [`watermark`](Self::watermark) and [`is_idle`](Self::is_idle).
+    pub fn new(now: Timestamp) -> Self {
         WatermarkOutput { watermark: None, idle: false, active: false, now }
+    }
+
+    /// The largest watermark emitted into this output, if any (the pipeline forwards it only if it
+    /// is larger than every watermark forwarded before).
+    pub fn watermark(&self) -> Option<Timestamp> {
+        self.watermark
+    }
+
+    /// True if the generator declared the stream idle (and did not emit or declare it active
+    /// after that).
+    pub fn is_idle(&self) -> bool {
+        self.idle
     }
 
     /// Emits a watermark (ignored unless it is larger than every one emitted before). Also ends
@@ -334,7 +349,11 @@ where
                 }
                 Poll::Ready(StreamElement::Watermark(w)) => {
                     if w == MAX_WATERMARK && self.emitted < MAX_WATERMARK {
-                        // Flink calls onPeriodicEmit once more at finish, then forwards MAX.
+                        // One last periodic emission, then MAX. (Flink calls onPeriodicEmit once
+                        // more in finish(), but that runs after MAX has gone through, so there it
+                        // emits nothing; here the last watermark the data justifies goes out
+                        // before the end of event time, like any emission when the source has
+                        // nothing more to give.)
                         let mut out = WatermarkOutput::new(cx.now());
                         self.generator.on_periodic_emit(&mut out);
                         let last = out.watermark.filter(|&v| v > self.emitted);
