@@ -13,13 +13,13 @@
 //! end_of_input():        watermark(MAX); then drop or fire pending processing-time timers; close
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use pinwheel_engine::key::{KeyId, KeyInterner};
 use pinwheel_engine::state::{StateRegistry, StateScope};
 use pinwheel_engine::time::{MAX_WATERMARK, MIN_WATERMARK, TimeDomain, Timestamp};
-use pinwheel_engine::timer::{Timer, TimerWheel};
+use pinwheel_engine::timer::{RegistrationMark, Timer, TimerWheel};
 
 use crate::context::{
     Context, KeyedTimers, OnTimerContext, OpenContext, ProcessContext, ShardInfo, TimerService,
@@ -79,24 +79,33 @@ pub struct KeyedRecord<K, V> {
     pub timestamp: Option<Timestamp>,
 }
 
-/// Detects a timer that keeps re-registering itself at its own timestamp (SEMANTICS A9.5).
-#[derive(Debug, Default)]
+/// Detects timers that keep re-firing within one advance (SEMANTICS A1.10, A9.5): `on_timer`
+/// re-registering the timestamp being fired (or several keys doing it in turn) fires again at once,
+/// forever. Within one firing loop it counts how often each timer that was *registered during the
+/// loop* fires; timers registered before the loop are not tracked, so a burst of millions of timers
+/// costs nothing here.
+#[derive(Debug)]
 struct RefireGuard {
-    last: Option<Timer>,
-    count: u32,
+    mark: RegistrationMark,
+    counts: HashMap<Timer, u32>,
 }
 
 impl RefireGuard {
-    /// Records a firing; returns the number of consecutive re-fires of the same timer.
+    /// A guard for a firing loop over `wheel` that starts now.
+    fn new(wheel: &TimerWheel) -> Self {
+        RefireGuard { mark: wheel.registration_mark(), counts: HashMap::new() }
+    }
+
+    /// Records that `wheel` just fired `t`; returns how many times `t` fired again within this
+    /// loop after being registered during it (0 for a timer registered before the loop).
     #[inline]
-    fn fired(&mut self, t: Timer) -> u32 {
-        if self.last == Some(t) {
-            self.count += 1;
-        } else {
-            self.last = Some(t);
-            self.count = 0;
+    fn fired(&mut self, wheel: &TimerWheel, t: Timer) -> u32 {
+        if !wheel.last_fired_registered_since(self.mark) {
+            return 0;
         }
-        self.count
+        let count = self.counts.entry(t).or_insert(0);
+        *count += 1;
+        *count
     }
 }
 
@@ -321,13 +330,14 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
             return Ok(false);
         }
         self.watermark = watermark;
-        let mut guard = RefireGuard::default();
+        let mut guard = RefireGuard::new(&self.event_timers);
         self.state.refresh_prefetch();
         while let Some(timer) = self.event_timers.poll(watermark) {
             if let Some(ahead) = self.event_timers.upcoming_key() {
                 self.prefetch_fire_data(ahead);
             }
-            self.fire(timer, TimeDomain::EventTime, &mut guard, out)?;
+            let refires = guard.fired(&self.event_timers, timer);
+            self.fire(timer, TimeDomain::EventTime, refires, out)?;
         }
         out.push(StreamElement::Watermark(watermark));
         self.side.push_watermark(watermark);
@@ -350,13 +360,14 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         self.processing_time = self.processing_time.max(now);
         let now = self.processing_time;
         if self.processing_timers.next_due_at_least().is_some_and(|t| t <= now) {
-            let mut guard = RefireGuard::default();
+            let mut guard = RefireGuard::new(&self.processing_timers);
             self.state.refresh_prefetch();
             while let Some(timer) = self.processing_timers.poll(now) {
                 if let Some(ahead) = self.processing_timers.upcoming_key() {
                     self.prefetch_fire_data(ahead);
                 }
-                self.fire(timer, TimeDomain::ProcessingTime, &mut guard, out)?;
+                let refires = guard.fired(&self.processing_timers, timer);
+                self.fire(timer, TimeDomain::ProcessingTime, refires, out)?;
             }
         }
         self.metrics.ttl_rows_swept += self.state.cleanup_expired(now, TTL_SWEEP_BUDGET) as u64;
@@ -392,9 +403,10 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
                 self.processing_timers.clear();
             }
             EndOfInputTimers::Fire => {
-                let mut guard = RefireGuard::default();
+                let mut guard = RefireGuard::new(&self.processing_timers);
                 while let Some(timer) = self.processing_timers.poll(Timestamp::MAX) {
-                    self.fire(timer, TimeDomain::ProcessingTime, &mut guard, out)?;
+                    let refires = guard.fired(&self.processing_timers, timer);
+                    self.fire(timer, TimeDomain::ProcessingTime, refires, out)?;
                 }
             }
         }
@@ -415,17 +427,16 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         &mut self,
         timer: Timer,
         domain: TimeDomain,
-        guard: &mut RefireGuard,
+        refires: u32,
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<(), PipelineError> {
-        let refires = guard.fired(timer);
         if self.semantics.max_timer_refires.is_some_and(|max| refires > max) {
             return Err(PipelineError::TimerLoop {
                 operator: self.name.clone(),
                 shard: self.shard.index,
                 domain,
                 timestamp: timer.timestamp,
-                key: format!("{:?}", self.keys.key(timer.key)),
+                key: self.keys.key(timer.key).map_or_else(String::new, |k| format!("{k:?}")),
                 refires,
             });
         }

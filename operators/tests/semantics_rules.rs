@@ -1871,8 +1871,6 @@ fn readme_timer_loop_guard_stops_after_10000_refires_by_default() {
 
 /// The error names the looping timer's key, formatted with `Debug` (the documented format).
 #[test]
-#[ignore = "bug: PipelineError::TimerLoop formats the key as Some(\"a\") (the Option returned by \
-            KeyInterner::key) instead of \"a\""]
 fn readme_timer_loop_error_names_the_key() {
     let mut h = loop_harness(looping(None), Semantics::default().max_timer_refires(Some(1)));
     h.process_element(("a", "et"), 10).unwrap();
@@ -1924,8 +1922,6 @@ fn readme_timer_loop_guard_none_loops_like_flink() {
 /// alternates a, b, a, b, ... and never ends (on Flink too). The README promises
 /// `PipelineError::TimerLoop` after 10,000 re-fires of a timer re-registering its own timestamp.
 #[test]
-#[ignore = "bug: the TimerLoop guard counts only consecutive re-fires of one timer, so two keys \
-            re-registering their own timestamp in turn loop forever"]
 fn readme_timer_loop_guard_stops_two_keys_re_registering_in_turn() {
     let mut h = loop_harness(looping(None), Semantics::default());
     h.process_element(("a", "et"), 10).unwrap();

@@ -153,7 +153,7 @@ mod wheel;
 mod tests;
 
 pub use reference::ReferenceTimers;
-pub use wheel::TimerWheel;
+pub use wheel::{RegistrationMark, TimerWheel};
 
 use crate::key::KeyId;
 use crate::time::Timestamp;

@@ -527,6 +527,13 @@ impl KeyIndex {
     }
 }
 
+/// A point in a store's sequence of registrations ([`TimerWheel::registration_mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationMark {
+    epoch: u64,
+    seq: u32,
+}
+
 /// A slot whose time has come: the lowest occupied slot, on the lowest non-empty level.
 #[derive(Clone, Copy, Debug)]
 struct Expiration {
@@ -584,6 +591,10 @@ pub struct TimerWheel {
     stale: usize,
     /// The next sequence number.
     seq: u32,
+    /// How many times sequence numbers wrapped.
+    epoch: u64,
+    /// The sequence number of the entry of the timer `poll` returned last.
+    last_fired_seq: u32,
     /// The most live timers allowed.
     limit: usize,
     /// Compaction starts once stale entries exceed this (and the live timers).
@@ -618,6 +629,8 @@ impl TimerWheel {
             len: 0,
             stale: 0,
             seq: 0,
+            epoch: 0,
+            last_fired_seq: NO_SEQ,
             limit,
             compact_at: COMPACT_MIN_STALE,
             compaction: None,
@@ -821,6 +834,21 @@ impl TimerWheel {
         None
     }
 
+    /// A mark of the registrations made so far, for
+    /// [`last_fired_registered_since`](Self::last_fired_registered_since).
+    pub fn registration_mark(&self) -> RegistrationMark {
+        RegistrationMark { epoch: self.epoch, seq: self.seq }
+    }
+
+    /// True if the timer the last [`poll`](Self::poll) returned was registered after `mark` was
+    /// taken (conservatively true if 2^32 registrations happened since). The firing loop uses it
+    /// to find timers that `on_timer` registered during the same advance, the ones that can
+    /// re-fire forever (SEMANTICS A1.10).
+    pub fn last_fired_registered_since(&self, mark: RegistrationMark) -> bool {
+        self.epoch != mark.epoch
+            || (self.last_fired_seq != NO_SEQ && self.last_fired_seq >= mark.seq)
+    }
+
     /// The key of the timer that will fire a few polls from now, if the last [`poll`](Self::poll)
     /// returned a timer and the store can see one ahead: the firing loop prefetches that key's rows
     /// so that they are in cache when its turn comes. The store has prefetched its own record.
@@ -949,6 +977,7 @@ impl TimerWheel {
                 self.compact_all();
             }
             self.seq = 0;
+            self.epoch += 1;
         }
         let s = self.seq;
         self.seq += 1;
@@ -1006,6 +1035,7 @@ impl TimerWheel {
             self.min = e.at;
             self.min_exact = false;
             self.ahead = ahead;
+            self.last_fired_seq = e.seq;
             Some(Timer { key: e.key, timestamp: timestamp(e.at) })
         } else {
             self.stale -= 1;
