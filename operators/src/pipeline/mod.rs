@@ -33,6 +33,7 @@
 
 mod exchange;
 mod process;
+pub mod push;
 mod run;
 mod sink;
 mod source;
@@ -48,6 +49,7 @@ use pinwheel_engine::time::{Clock, SystemClock, Timestamp};
 
 pub use exchange::{ExchangeStream, FLUSH_AT};
 pub use process::{KeyedProcessPlan, KeyedProcessStream, ProcessPlan, ProcessStream};
+pub use push::{PushError, PushHandle, PushSource, PushStream, TryPushError};
 pub use run::{DEFAULT_RING_CAPACITY, ShardedRun};
 pub use sink::{BatchSink, ChannelSink, ElementSink, FnSink, RunningPipeline, Sink, VecSink};
 pub use source::{

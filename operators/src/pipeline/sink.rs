@@ -171,7 +171,18 @@ pub(crate) fn catch_panics<R>(
     }
 }
 
-/// A pipeline running on threads of its own, sending its records into a bounded channel.
+/// A pipeline running on threads of its own, sending its records into a bounded channel (from
+/// [`DataStream::into_channel`](super::DataStream::into_channel)).
+///
+/// * **Drain:** end the input (drop or [finish](super::PushHandle::finish) every push handle;
+///   bounded sources end by themselves), then [`drain`](Self::drain) (or read [`iter`](Self::iter)
+///   to its end and [`join`](Self::join)): the source plays out what it has, the final watermark
+///   fires every event-time timer, and every output arrives.
+/// * **Stop at once:** [`stop`](Self::stop), or [`cancel`](Self::cancel) to stop and wait: the
+///   shards stop at their next loop turn; what is in flight is dropped, and pushing into the
+///   pipeline's push sources fails from then on.
+/// * **Errors:** the first error of a user function stops every shard; `join`, `drain` and
+///   `cancel` return it ([`PipelineError::Function`] names the operator, the shard and the phase).
 #[derive(Debug)]
 pub struct RunningPipeline<T> {
     receiver: crossbeam_channel::Receiver<T>,
@@ -203,9 +214,32 @@ impl<T> RunningPipeline<T> {
         self.receiver.iter()
     }
 
-    /// Asks the pipeline to stop at once (pending outputs are not produced).
+    /// Asks the pipeline to stop at once (pending outputs are not produced); then
+    /// [`join`](Self::join) returns [`PipelineError::Stopped`], unless the pipeline had already
+    /// ended.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// True once the pipeline has ended (its last outputs may still be in the channel).
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the pipeline at once and waits for its threads. Returns `Ok(())` if it had already
+    /// finished, [`PipelineError::Stopped`] if it was cut short, or the error that had ended it.
+    /// Outputs not yet read are dropped.
+    pub fn cancel(self) -> Result<(), PipelineError> {
+        self.stop();
+        self.join()
+    }
+
+    /// Waits for the pipeline to finish on its own and returns the outputs not yet read, in
+    /// order of arrival, or the error that ended it. It finishes when its input ends: for a push
+    /// source, once every handle is dropped or finished (until then this waits).
+    pub fn drain(self) -> Result<Vec<T>, PipelineError> {
+        let rest: Vec<T> = self.receiver.iter().collect();
+        self.join().map(|()| rest)
     }
 
     /// Waits for the pipeline to end and returns how it ended. Outputs not yet read are dropped.
