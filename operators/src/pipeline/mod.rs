@@ -32,9 +32,11 @@
 //! ([`DataStream::into_channel`]).
 
 mod exchange;
+pub mod job;
 mod process;
 pub mod push;
 mod run;
+pub mod side;
 mod sink;
 mod source;
 pub mod stream;
@@ -48,9 +50,14 @@ use pinwheel_engine::placement::ShardPlacement;
 use pinwheel_engine::time::{Clock, SystemClock, Timestamp};
 
 pub use exchange::{ExchangeStream, FLUSH_AT};
+pub use job::{Job, JobRun, ROOT_TURN, RunningJob, SinkId};
 pub use process::{KeyedProcessPlan, KeyedProcessStream, ProcessPlan, ProcessStream};
 pub use push::{PushError, PushHandle, PushSource, PushStream, TryPushError};
 pub use run::{DEFAULT_RING_CAPACITY, ShardedRun};
+pub use side::{
+    BranchStats, DEFAULT_BRANCH_BUFFER, MainOutputPlan, MainOutputStream, SideOutputPlan,
+    SideOutputStage, SideOutputStream, SideTaps,
+};
 pub use sink::{BatchSink, ChannelSink, ElementSink, FnSink, RunningPipeline, Sink, VecSink};
 pub use source::{
     ElementSource, ElementsStream, Event, IterSource, StandardPartition, StandardStream, Untimed,
@@ -276,6 +283,7 @@ impl<P: StreamPlan> DataStream<P> {
                 )
                 .map_err(|e| PipelineError::Config(e.to_string()))?,
                 exchanges: Arc::new(exchange::ExchangeRegistry::new(1, 1)),
+                shared: Default::default(),
             };
             let mut stream = self.plan.build(&cx)?;
             sink::drive(&mut stream, sink, &*self.env.clock, None)

@@ -1,11 +1,13 @@
 //! Process stages: a keyed or non-keyed process function fed by its upstream stage.
 
+use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 
 use pinwheel_engine::time::Timestamp;
 
 use super::exchange::ExchangeStream;
+use super::side::{SideOutputStage, SideTaps};
 use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
 use crate::error::PipelineError;
 use crate::function::{KeyedProcessFunction, ProcessFunction};
@@ -21,6 +23,8 @@ type SideHandler = Arc<dyn Fn(&mut SideOutputs) + Send + Sync>;
 #[derive(Clone, Default)]
 pub(crate) struct SideRoutes {
     handlers: Vec<SideHandler>,
+    /// The id and type of each consumed side output.
+    tags: Vec<(Arc<str>, TypeId)>,
 }
 
 impl SideRoutes {
@@ -29,6 +33,7 @@ impl SideRoutes {
         tag: &OutputTag<T>,
         f: impl Fn(T, Option<Timestamp>) + Send + Sync + 'static,
     ) {
+        self.tags.push((Arc::from(tag.id()), TypeId::of::<T>()));
         let tag = tag.clone();
         self.handlers.push(Arc::new(move |side: &mut SideOutputs| {
             for e in side.take(&tag) {
@@ -37,6 +42,11 @@ impl SideRoutes {
                 }
             }
         }));
+    }
+
+    /// The side outputs that have a consumer: id and type.
+    pub(crate) fn tags(&self) -> &[(Arc<str>, TypeId)] {
+        &self.tags
     }
 
     /// Hands side records to their consumers, and counts and discards the rest (a side output
@@ -109,6 +119,8 @@ pub struct KeyedProcessStream<S, KS, F: KeyedProcessFunction> {
     op: KeyedOperator<F>,
     out: OutputBuffer<F::Out>,
     side: SideRoutes,
+    /// Side outputs read as streams (per shard; see `side.rs`).
+    taps: SideTaps,
     side_unconsumed: u64,
     now: Timestamp,
     done: bool,
@@ -171,6 +183,7 @@ where
             op,
             out: OutputBuffer::new(),
             side: self.side.clone(),
+            taps: SideTaps::default(),
             side_unconsumed: 0,
             now: cx.start_time,
             done: false,
@@ -232,6 +245,7 @@ where
             }
         }
         self.op.flush(buf)?;
+        self.taps.drain(self.op.side_outputs());
         self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
         if let Some(t) = self.op.next_processing_timer() {
             cx.wake_at(t);
@@ -240,6 +254,17 @@ where
             Some(e) => Poll::Ready(e),
             None => result,
         })
+    }
+}
+
+impl<S, KS, F> SideOutputStage for KeyedProcessStream<S, KS, F>
+where
+    S: Stream<Item = F::In>,
+    KS: Fn(&F::In) -> F::Key,
+    F: KeyedProcessFunction,
+{
+    fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {
+        (&mut self.taps, self.op.side_outputs())
     }
 }
 
@@ -263,6 +288,8 @@ pub struct ProcessStream<S, F: ProcessFunction> {
     op: ProcessOperator<F>,
     out: OutputBuffer<F::Out>,
     side: SideRoutes,
+    /// Side outputs read as streams (per shard; see `side.rs`).
+    taps: SideTaps,
     side_unconsumed: u64,
     done: bool,
 }
@@ -296,6 +323,7 @@ where
             op,
             out: OutputBuffer::new(),
             side: self.side.clone(),
+            taps: SideTaps::default(),
             side_unconsumed: 0,
             done: false,
         })
@@ -341,10 +369,21 @@ where
                 }
             }
         }
+        self.taps.drain(self.op.side_outputs());
         self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
         Ok(match self.out.pop() {
             Some(e) => Poll::Ready(e),
             None => result,
         })
+    }
+}
+
+impl<S, F> SideOutputStage for ProcessStream<S, F>
+where
+    S: Stream<Item = F::In>,
+    F: ProcessFunction,
+{
+    fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {
+        (&mut self.taps, self.op.side_outputs())
     }
 }

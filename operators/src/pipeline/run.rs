@@ -94,6 +94,7 @@ where
             start_time,
             key_groups,
             exchanges: exchanges.clone(),
+            shared: Default::default(),
         };
         // A panic is caught here, not only by the thread runner, so that it stops the other
         // shards too (they would otherwise wait for this shard's end-of-partition markers).

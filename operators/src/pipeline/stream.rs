@@ -13,6 +13,7 @@ use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::time::Timestamp;
 
 use super::exchange::ExchangeRegistry;
+use super::side::SharedStages;
 use crate::context::ShardInfo;
 use crate::error::PipelineError;
 use crate::output::StreamElement;
@@ -80,6 +81,8 @@ pub struct BuildContext {
     /// The key-group assignment of this run.
     pub key_groups: KeyGroups,
     pub(crate) exchanges: Arc<ExchangeRegistry>,
+    /// This shard's shared stages (process stages read by several branches).
+    pub(crate) shared: SharedStages,
 }
 
 /// A running stage: yields elements when polled.
