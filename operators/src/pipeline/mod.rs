@@ -30,6 +30,37 @@
 //! ([`DataStream::collect`]), through a callback on the calling thread ([`DataStream::for_each`]),
 //! in per-shard sinks ([`DataStream::run_sharded`]) or through a channel
 //! ([`DataStream::into_channel`]).
+//!
+//! ## Unbounded pipelines fed by the embedding program
+//!
+//! [`Pipeline::push_source`] returns a [`PushHandle`] and the stream it feeds. The handle is
+//! `Clone + Send + Sync`; [`push`](PushHandle::push), [`push_at`](PushHandle::push_at) (with an
+//! event timestamp), [`push_watermark`](PushHandle::push_watermark) and
+//! [`mark_idle`](PushHandle::mark_idle) wait while the bounded queue is full (backpressure),
+//! [`try_push`](PushHandle::try_push) hands the value back instead, and once the pipeline has
+//! stopped every push fails with a [`PushError`] holding the value. Elements keep their push order
+//! (the queue is the source's one partition, read by shard 0; `key_by` spreads the keys). The input
+//! ends when every handle is dropped or [finished](PushHandle::finish): the pipeline then drains —
+//! the final watermark `i64::MAX` fires every event-time timer, every output is flushed — and
+//! returns. A pipeline running on threads of its own ([`DataStream::into_channel`],
+//! [`Job::spawn`]) can be
+//!
+//! * stopped at once: [`RunningPipeline::cancel`] / [`RunningJob::cancel`] (or `stop`, then
+//!   `join`), which return [`PipelineError::Stopped`] unless the pipeline had already finished;
+//! * drained: end the input, then [`RunningPipeline::drain`] (the outputs not yet read) or
+//!   [`RunningJob::join`] (the sinks);
+//!
+//! and an error in a user function stops every shard and comes back from `join`, `drain` or
+//! `cancel` as [`PipelineError::Function`], naming the operator, the shard and the phase.
+//!
+//! ## Several sinks: side outputs as streams
+//!
+//! A [`Job`] runs several streams of one pipeline together, each into its own sinks, on the same
+//! shards (each shard polls every root in turn). With it, a process stage's side outputs become
+//! streams ([`side`]): `stage.with_side_outputs()` shares the stage, and
+//! [`side_output_stream`](DataStream::side_output_stream) returns a side output as a
+//! [`DataStream`] that can be mapped, filtered, keyed again and processed, with its timestamps and
+//! every watermark, while the main output continues to its own sink.
 
 mod exchange;
 pub mod job;
