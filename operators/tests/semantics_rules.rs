@@ -964,8 +964,6 @@ fn a1_15_processing_time_in_a_pipeline_follows_its_clock() {
 /// A1.6 in the pipeline: a processing-time timer registered at or before the current time fires as
 /// soon as the callback has returned, even if the clock does not move.
 #[test]
-#[ignore = "bug: in the pipeline a processing-time timer already due when registered waits for the \
-            clock to change; with a clock that stands still it is dropped at end of input"]
 fn a1_06_pipeline_fires_a_due_processing_time_timer_without_a_clock_change() {
     let clock = ManualClock::new(0);
     let out = Pipeline::new()

@@ -61,6 +61,8 @@ fn lagging_partition_holds_the_shard_watermark_at_the_minimum() {
     let release = Arc::new(AtomicBool::new(false));
     let running = Pipeline::new()
         .shards(2)
+        // Without alignment partition 0 runs ahead freely; the minimum still holds.
+        .watermark_alignment(None)
         .from_source(Lagging { release: release.clone() })
         .key_by(|e: &(u64, Timestamp)| e.0)
         .process(|| {
@@ -84,6 +86,43 @@ fn lagging_partition_holds_the_shard_watermark_at_the_minimum() {
     assert!(seen.iter().any(|&(_, wm)| wm == 10), "the minimum should have reached 10: {seen:?}");
     release.store(true, Ordering::Release);
     assert_eq!(running.recv(), None);
+    running.join().unwrap();
+}
+
+#[test]
+fn watermark_alignment_holds_back_a_partition_that_runs_ahead() {
+    // Partition 0 is at watermark 1000, partition 1 held at 10: with at most 100 ms of drift,
+    // shard 0 must not read partition 0's records until partition 1 catches up.
+    let release = Arc::new(AtomicBool::new(false));
+    let running = Pipeline::new()
+        .shards(2)
+        .watermark_alignment(Some(100))
+        .from_source(Lagging { release: release.clone() })
+        .key_by(|e: &(u64, Timestamp)| e.0)
+        .process(|| {
+            process_fn(
+                |e: (u64, Timestamp),
+                 ctx: &mut Context<'_, u64>,
+                 out: &mut Collector<'_, (u64, Timestamp)>| {
+                    out.collect((e.0, ctx.timestamp().unwrap_or(0)));
+                    Ok::<(), FnError>(())
+                },
+            )
+        })
+        .into_channel(1024)
+        .unwrap();
+    // Partition 1's 40 records (ts 20) arrive; partition 0's (ts 2000) are held back.
+    let first: Vec<(u64, Timestamp)> = (0..40).map(|_| running.recv().unwrap()).collect();
+    assert!(first.iter().all(|&(_, ts)| ts == 20), "partition 0 ran ahead: {first:?}");
+    assert!(
+        running.receiver().recv_timeout(std::time::Duration::from_millis(200)).is_err(),
+        "a record of the partition that is ahead came through"
+    );
+    release.store(true, Ordering::Release);
+    // Partition 1 ends (its watermark goes to MAX), which releases partition 0.
+    let rest: Vec<(u64, Timestamp)> = running.iter().collect();
+    assert_eq!(rest.len(), 40);
+    assert!(rest.iter().all(|&(_, ts)| ts == 2000));
     running.join().unwrap();
 }
 

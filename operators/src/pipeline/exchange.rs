@@ -17,6 +17,15 @@
 //!   memory stays bounded (at most one batch per destination is held outside the rings).
 //! * Partial batches are flushed whenever the upstream has nothing ready, and whenever a batch
 //!   reaches [`FLUSH_AT`] messages, so latency stays low at low rates.
+//! * **Fair turns.** The inbound rings and the local upstream take turns (at most
+//!   [`INBOUND_TURN`] upstream elements between two drains of the inbound rings), so a shard that
+//!   keeps receiving from its peers still reads its own source partition.
+//! * **Watermark alignment.** A shard stops pulling its own partition while that partition's
+//!   watermark is more than the pipeline's maximum drift ahead of the shard's combined watermark
+//!   (Flink's `withWatermarkAlignment`, on by default here): otherwise one partition can run
+//!   minutes of event time ahead of another, and the combined watermark, the minimum, lags far
+//!   behind the records it releases (windows merge, timeouts are missed). The shard holding the
+//!   slowest partition never pauses, so event time always progresses.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use pinwheel_engine::exchange::{Consumer, Producer, ring};
 use pinwheel_engine::key::Key;
 use pinwheel_engine::keygroup::KeyGroups;
-use pinwheel_engine::time::{MAX_WATERMARK, Timestamp};
+use pinwheel_engine::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 use pinwheel_engine::watermark::{ValveOutput, WatermarkValve};
 
 use super::stream::{Poll, PollContext, Stream};
@@ -37,6 +46,9 @@ pub const FLUSH_AT: usize = 128;
 
 /// How many messages one poll takes from each inbound ring.
 const INBOUND_BATCH: usize = 256;
+
+/// Upstream elements pulled, at most, between two drains of the inbound rings.
+pub const INBOUND_TURN: usize = 256;
 
 /// What travels through an exchange ring.
 #[derive(Debug)]
@@ -88,6 +100,8 @@ impl<T> Mesh<T> {
 pub(crate) struct ExchangeRegistry {
     shards: usize,
     ring_capacity: usize,
+    /// The watermark alignment bound (ms of event time), if alignment is on.
+    pub(crate) max_drift: Option<i64>,
     meshes: Mutex<HashMap<u64, Box<dyn Any + Send>>>,
 }
 
@@ -101,8 +115,8 @@ impl std::fmt::Debug for ExchangeRegistry {
 }
 
 impl ExchangeRegistry {
-    pub(crate) fn new(shards: usize, ring_capacity: usize) -> Self {
-        ExchangeRegistry { shards, ring_capacity, meshes: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(shards: usize, ring_capacity: usize, max_drift: Option<i64>) -> Self {
+        ExchangeRegistry { shards, ring_capacity, max_drift, meshes: Mutex::new(HashMap::new()) }
     }
 
     /// Shard `shard`'s endpoints of exchange `id`.
@@ -139,6 +153,11 @@ pub struct ExchangeStream<S: Stream, KS> {
     ready: VecDeque<StreamElement<S::Item>>,
     scratch: Vec<Message<S::Item>>,
     upstream_done: bool,
+    /// The last watermark of the local upstream (its partition's progress).
+    local_watermark: Timestamp,
+    max_drift: Option<i64>,
+    /// Upstream elements pulled since the inbound rings were last drained.
+    since_drain: usize,
 }
 
 impl<S: Stream, KS> std::fmt::Debug for ExchangeStream<S, KS> {
@@ -160,6 +179,7 @@ impl<S: Stream, KS> ExchangeStream<S, KS> {
         me: usize,
         shards: usize,
         endpoints: Option<Endpoints<S::Item>>,
+        max_drift: Option<i64>,
     ) -> Self {
         let (outbound, inbound) = match endpoints {
             Some(e) => (e.outbound, e.inbound),
@@ -180,6 +200,9 @@ impl<S: Stream, KS> ExchangeStream<S, KS> {
             ready: VecDeque::new(),
             scratch: Vec::with_capacity(INBOUND_BATCH),
             upstream_done: false,
+            local_watermark: MIN_WATERMARK,
+            max_drift,
+            since_drain: 0,
         }
     }
 
@@ -268,6 +291,12 @@ impl<S: Stream, KS> ExchangeStream<S, KS> {
         }
     }
 
+    /// True while the local partition is too far ahead of the combined watermark to pull more.
+    fn too_far_ahead(&self) -> bool {
+        self.max_drift
+            .is_some_and(|drift| self.local_watermark > self.valve.current().saturating_add(drift))
+    }
+
     fn finished(&self) -> bool {
         self.upstream_done
             && self.inbound_open == 0
@@ -296,12 +325,18 @@ where
             return self.upstream.poll_next(cx);
         }
         let mut routed = 0;
+        let mut drained_now = false;
         loop {
             if let Some(e) = self.ready.pop_front() {
                 return Ok(Poll::Ready(e));
             }
-            if self.drain_inbound() {
-                continue;
+            if !drained_now || self.since_drain >= INBOUND_TURN {
+                // The inbound rings' turn: once per call, and again after a long upstream turn.
+                drained_now = true;
+                self.since_drain = 0;
+                if self.drain_inbound() {
+                    continue;
+                }
             }
             if self.upstream_done {
                 self.flush();
@@ -312,6 +347,13 @@ where
                 // above) and let the loop turn; do not pull more from upstream.
                 return Ok(Poll::Pending);
             }
+            if self.too_far_ahead() {
+                // Watermark alignment: wait for the other partitions (their watermarks arrive
+                // through the inbound rings, which keep being served).
+                self.flush();
+                return Ok(Poll::Pending);
+            }
+            self.since_drain += 1;
             if routed >= FLUSH_AT {
                 self.flush();
                 return Ok(Poll::Yield);
@@ -334,6 +376,7 @@ where
                     }
                 }
                 Poll::Ready(StreamElement::Watermark(w)) => {
+                    self.local_watermark = self.local_watermark.max(w);
                     self.broadcast(|| Message::Watermark(w));
                     let o = self.valve.on_watermark(self.me, w);
                     self.valve_output(o);

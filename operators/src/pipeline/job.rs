@@ -163,6 +163,7 @@ impl Job {
             && env.semantics == self.env.semantics
             && env.max_key_groups == self.env.max_key_groups
             && env.ring_capacity == self.env.ring_capacity
+            && env.max_watermark_drift == self.env.max_watermark_drift
             && Arc::ptr_eq(&env.clock, &self.env.clock);
         if same {
             Ok(())

@@ -80,11 +80,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pinwheel_engine::placement::ShardPlacement;
 use pinwheel_engine::time::{Clock, SystemClock, Timestamp};
 
-pub use exchange::{ExchangeStream, FLUSH_AT};
+pub use exchange::{ExchangeStream, FLUSH_AT, INBOUND_TURN};
 pub use job::{Job, JobRun, ROOT_TURN, RunningJob, SinkId};
 pub use process::{KeyedProcessPlan, KeyedProcessStream, ProcessPlan, ProcessStream};
 pub use push::{PushError, PushHandle, PushSource, PushStream, TryPushError};
-pub use run::{DEFAULT_RING_CAPACITY, ShardedRun};
+pub use run::{DEFAULT_MAX_WATERMARK_DRIFT, DEFAULT_RING_CAPACITY, ShardedRun};
 pub use side::{
     BranchStats, DEFAULT_BRANCH_BUFFER, MainOutputPlan, MainOutputStream, SideOutputPlan,
     SideOutputStage, SideOutputStream, SideTaps,
@@ -156,6 +156,19 @@ impl Pipeline {
     /// Messages each exchange ring holds (default [`DEFAULT_RING_CAPACITY`]).
     pub fn ring_capacity(mut self, n: usize) -> Self {
         self.env.ring_capacity = n.max(1);
+        self
+    }
+
+    /// Watermark alignment across source partitions (default: on, at most
+    /// [`DEFAULT_MAX_WATERMARK_DRIFT`] ms): a shard stops reading its own partition while that
+    /// partition's watermark is more than `max_drift` ms of event time ahead of the shard's
+    /// combined watermark (the minimum over all partitions). Without it, a partition whose shard
+    /// has less to do runs ahead, the combined watermark lags far behind the records, and
+    /// event-time results drift from the ideal (windows merge, timeouts are missed). `None` turns
+    /// it off (Flink's default; Flink offers it as `WatermarkStrategy::withWatermarkAlignment`).
+    /// It has no effect on one shard, and none on partitions without watermarks.
+    pub fn watermark_alignment(mut self, max_drift: Option<i64>) -> Self {
+        self.env.max_watermark_drift = max_drift.map(|d| d.max(0));
         self
     }
 
@@ -313,7 +326,7 @@ impl<P: StreamPlan> DataStream<P> {
                     self.env.max_key_groups.unwrap_or(128),
                 )
                 .map_err(|e| PipelineError::Config(e.to_string()))?,
-                exchanges: Arc::new(exchange::ExchangeRegistry::new(1, 1)),
+                exchanges: Arc::new(exchange::ExchangeRegistry::new(1, 1, None)),
                 shared: Default::default(),
             };
             let mut stream = self.plan.build(&cx)?;

@@ -169,6 +169,7 @@ where
             cx.shard.index,
             cx.shard.count,
             endpoints,
+            cx.exchanges.max_drift,
         );
         let op = KeyedOperator::new(
             (self.factory)(),
@@ -207,10 +208,11 @@ where
             return Ok(Poll::Done);
         }
         let buf = &mut self.out.elements;
-        if cx.now() != self.now {
-            self.now = cx.now();
-            self.op.advance_processing_time(self.now, buf)?;
-        }
+        // Processing time: fires the timers due at the turn's clock reading, including timers
+        // registered at or before it since (they fire as soon as the current callbacks are done,
+        // SEMANTICS A1.6), whether or not the clock moved.
+        self.now = cx.now();
+        self.op.advance_processing_time(self.now, buf)?;
         let mut result = Poll::Yield;
         // Records go through the operator's prefetch pipeline; anything else first flushes it, so
         // the operator sees every element in its order.
@@ -235,6 +237,7 @@ where
                             break;
                         }
                         Poll::Done => {
+                            self.op.advance_processing_time(self.now, buf)?;
                             self.op.end_of_input(buf)?;
                             self.done = true;
                             result = Poll::Done;
@@ -245,6 +248,9 @@ where
             }
         }
         self.op.flush(buf)?;
+        if !self.done {
+            self.op.advance_processing_time(self.now, buf)?;
+        }
         self.taps.drain(self.op.side_outputs());
         self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
         if let Some(t) = self.op.next_processing_timer() {

@@ -23,7 +23,12 @@ pub(crate) struct Env {
     pub(crate) placement: ShardPlacement,
     pub(crate) max_key_groups: Option<u32>,
     pub(crate) ring_capacity: usize,
+    pub(crate) max_watermark_drift: Option<i64>,
 }
+
+/// How far (ms of event time) a source partition may run ahead of its shard's combined watermark
+/// by default; see [`Pipeline::watermark_alignment`](super::Pipeline::watermark_alignment).
+pub const DEFAULT_MAX_WATERMARK_DRIFT: i64 = 200;
 
 /// Messages each exchange ring holds by default.
 pub const DEFAULT_RING_CAPACITY: usize = 4096;
@@ -37,6 +42,7 @@ impl Env {
             placement: ShardPlacement::Unpinned(cores),
             max_key_groups: None,
             ring_capacity: DEFAULT_RING_CAPACITY,
+            max_watermark_drift: Some(DEFAULT_MAX_WATERMARK_DRIFT),
         }
     }
 
@@ -84,7 +90,8 @@ where
             "{shards} shards but only {max} key groups: every shard needs at least one"
         )));
     }
-    let exchanges = Arc::new(ExchangeRegistry::new(shards, env.ring_capacity));
+    let exchanges =
+        Arc::new(ExchangeRegistry::new(shards, env.ring_capacity, env.max_watermark_drift));
     let start_time = env.clock.now();
     let run = run_shards(&env.placement, "pinwheel", |scx| {
         let shard = ShardInfo { index: scx.index, count: scx.count };
