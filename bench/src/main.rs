@@ -139,6 +139,24 @@ struct Cli {
     /// Never shows the progress bar (it is shown on stderr only when stderr is a terminal).
     #[arg(long)]
     no_progress: bool,
+
+    /// Watermark alignment across partitions: the most ms of event time a partition may run
+    /// ahead of its shard's combined watermark, or `off` [default: the pipeline's default, 1000].
+    #[arg(long, value_name = "MS|off", value_parser = parse_alignment)]
+    alignment: Option<Alignment>,
+}
+
+/// A `--alignment` value.
+#[derive(Debug, Clone, Copy)]
+struct Alignment(Option<i64>);
+
+fn parse_alignment(s: &str) -> Result<Alignment, String> {
+    if s == "off" {
+        return Ok(Alignment(None));
+    }
+    s.parse::<i64>()
+        .map(|ms| Alignment(Some(ms)))
+        .map_err(|_| format!("expected milliseconds or `off`, got `{s}`"))
 }
 
 /// PERF.md's jobs.
@@ -183,6 +201,7 @@ struct Settings {
     rate: f64,
     pin: bool,
     key_check: bool,
+    alignment: Option<Alignment>,
     progress: bool,
 }
 
@@ -218,12 +237,16 @@ impl Settings {
             rate: rate as f64,
             pin: cli.pin,
             key_check: !cli.no_key_check,
+            alignment: cli.alignment,
             progress: !cli.no_progress && std::io::stderr().is_terminal(),
         })
     }
 
     fn pipeline(&self) -> Pipeline {
-        let p = Pipeline::new();
+        let mut p = Pipeline::new();
+        if let Some(Alignment(drift)) = self.alignment {
+            p = p.watermark_alignment(drift);
+        }
         if self.pin {
             p.placement(ShardPlacement::Fixed((0..self.shards).collect()))
         } else {

@@ -147,6 +147,10 @@ impl IdleBackoff {
             std::thread::yield_now();
         } else if until_timer_ms.is_none_or(|ms| ms > 0) {
             std::thread::sleep(Self::MAX_SLEEP);
+        } else {
+            // Something is due now (or soon, within the millisecond): stay awake, but let other
+            // threads (more shards than cores) run.
+            std::thread::yield_now();
         }
     }
 }

@@ -349,8 +349,11 @@ where
             }
             if self.too_far_ahead() {
                 // Watermark alignment: wait for the other partitions (their watermarks arrive
-                // through the inbound rings, which keep being served).
+                // through the inbound rings, which keep being served). They are busy, so this
+                // is a short wait: ask the loop to stay awake (spin, then yield) rather than
+                // sleep.
                 self.flush();
+                cx.wake_at(cx.now());
                 return Ok(Poll::Pending);
             }
             self.since_drain += 1;

@@ -28,7 +28,7 @@ pub(crate) struct Env {
 
 /// How far (ms of event time) a source partition may run ahead of its shard's combined watermark
 /// by default; see [`Pipeline::watermark_alignment`](super::Pipeline::watermark_alignment).
-pub const DEFAULT_MAX_WATERMARK_DRIFT: i64 = 200;
+pub const DEFAULT_MAX_WATERMARK_DRIFT: i64 = 1_000;
 
 /// Messages each exchange ring holds by default.
 pub const DEFAULT_RING_CAPACITY: usize = 4096;
