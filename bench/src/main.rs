@@ -80,6 +80,9 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
                           the key: in a run shorter than a minute none fires, and those pending at
                           the end of input are dropped (as in Flink), so outputs = N normally
   distinct_keys           timer-burst: the keys in the stream (outputs must equal it)
+  max_shard_span_seconds  timer-burst: the longest time one shard took from its first output to its
+                          last (the burst itself; output_span_seconds adds the shards' skew)
+  timers_per_s_in_shard_span  timer-burst: outputs / max_shard_span_seconds
   key_check_bytes         count-with-timeout: memory of the per-key check's sinks (included in
                           peak_rss_bytes; --no-key-check drops it)
   check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1)
@@ -646,9 +649,21 @@ fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
         format_args!("sum {}, outputs {}", common.sum, common.outputs),
     );
 
+    // PERF.md's figure spans from the first output of any shard to the last of any: on several
+    // shards it includes how much later one shard finished its input than another. The burst
+    // itself, per shard: the slowest shard's span.
+    let shard_span = sinks.iter().map(|k| k.span.seconds()).fold(0.0, f64::max);
+    let shard_rate = if shard_span > 0.0 { common.outputs as f64 / shard_span } else { 0.0 };
+    eprintln!(
+        "pinwheel-bench: per shard: the slowest shard fired its timers in {shard_span:.6} s \
+         ({shard_rate:.0} timers/s over all shards)"
+    );
+
     let mut line = common.line(s);
     line.add("events_per_ms", s.stream.events_per_ms);
     line.add("distinct_keys", distinct);
+    line.add("max_shard_span_seconds", format!("{shard_span:.6}"));
+    line.add("timers_per_s_in_shard_span", format!("{shard_rate:.0}"));
     line.add("check", checks.field());
     Ok((line, checks))
 }

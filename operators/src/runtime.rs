@@ -109,6 +109,16 @@ impl RefireGuard {
     }
 }
 
+/// A firing loop in progress: an event-time advance to a watermark, or a processing-time
+/// advance. It runs in chunks ([`KeyedOperator::continue_advance`]), so that a burst of millions of
+/// timers streams its outputs downstream instead of buffering them all.
+#[derive(Debug)]
+struct Advance {
+    domain: TimeDomain,
+    until: Timestamp,
+    guard: RefireGuard,
+}
+
 /// A keyed process function at work: its keys, keyed state, two timer wheels and side outputs.
 pub struct KeyedOperator<F: KeyedProcessFunction> {
     function: F,
@@ -121,6 +131,8 @@ pub struct KeyedOperator<F: KeyedProcessFunction> {
     state: StateRegistry,
     /// The prefetch pipeline: records taken but not yet processed.
     pending: VecDeque<KeyedRecord<F::Key, F::In>>,
+    /// The firing loop in progress, if any.
+    advance: Option<Advance>,
     side: SideOutputs,
     watermark: Timestamp,
     processing_time: Timestamp,
@@ -170,6 +182,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
             processing_timers: TimerWheel::new(),
             state,
             pending: VecDeque::with_capacity(PIPELINE_DEPTH + 1),
+            advance: None,
             side: SideOutputs::default(),
             watermark: MIN_WATERMARK,
             processing_time,
@@ -320,28 +333,84 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     /// Advances event time to `watermark`: fires every event-time timer `<= watermark`, then
     /// forwards the watermark to the main output and every side output. A watermark that does not
     /// advance the operator's watermark is dropped and counted; returns whether it advanced.
+    ///
+    /// This fires every due timer in one call; the pipeline uses
+    /// [`begin_watermark`](Self::begin_watermark) and [`continue_advance`](Self::continue_advance)
+    /// instead, so that a burst streams its outputs.
     pub fn process_watermark(
         &mut self,
         watermark: Timestamp,
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<bool, PipelineError> {
-        if watermark <= self.watermark {
-            self.metrics.watermarks_dropped += 1;
+        if !self.begin_watermark(watermark) {
             return Ok(false);
         }
+        while !self.continue_advance(usize::MAX, out)? {}
+        Ok(true)
+    }
+
+    /// Starts advancing event time to `watermark` (the timers fire in
+    /// [`continue_advance`](Self::continue_advance), then the watermark is forwarded). A watermark
+    /// that does not advance the operator's watermark is dropped and counted, and `false`
+    /// returned. Nothing else may reach the operator until the advance is complete: an advance
+    /// is atomic with respect to the operator's inputs, as in Flink (SEMANTICS A2.2, A2.11).
+    pub fn begin_watermark(&mut self, watermark: Timestamp) -> bool {
+        debug_assert!(self.advance.is_none(), "an advance is already in progress");
+        if watermark <= self.watermark {
+            self.metrics.watermarks_dropped += 1;
+            return false;
+        }
         self.watermark = watermark;
-        let mut guard = RefireGuard::new(&self.event_timers);
+        self.advance = Some(Advance {
+            domain: TimeDomain::EventTime,
+            until: watermark,
+            guard: RefireGuard::new(&self.event_timers),
+        });
+        true
+    }
+
+    /// Fires up to `budget` timers of the advance in progress. When no due timer is left, it
+    /// completes the advance (an event-time advance forwards its watermark to every output) and
+    /// returns `true`; it also returns `true` when no advance is in progress.
+    ///
+    /// Timers registered by `on_timer` at or before the advance's time fire in the same advance
+    /// (SEMANTICS A1.10), whatever chunk they fall in.
+    pub fn continue_advance(
+        &mut self,
+        budget: usize,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<bool, PipelineError> {
+        let Some(mut advance) = self.advance.take() else {
+            return Ok(true);
+        };
         self.state.refresh_prefetch();
-        while let Some(timer) = self.event_timers.poll(watermark) {
-            if let Some(ahead) = self.event_timers.upcoming_key() {
+        for _ in 0..budget {
+            let wheel = match advance.domain {
+                TimeDomain::EventTime => &mut self.event_timers,
+                TimeDomain::ProcessingTime => &mut self.processing_timers,
+            };
+            let Some(timer) = wheel.poll(advance.until) else {
+                if advance.domain == TimeDomain::EventTime {
+                    out.push(StreamElement::Watermark(advance.until));
+                    self.side.push_watermark(advance.until);
+                }
+                return Ok(true);
+            };
+            let ahead = wheel.upcoming_key();
+            let refires = advance.guard.fired(wheel, timer);
+            if let Some(ahead) = ahead {
                 self.prefetch_fire_data(ahead);
             }
-            let refires = guard.fired(&self.event_timers, timer);
-            self.fire(timer, TimeDomain::EventTime, refires, out)?;
+            self.fire(timer, advance.domain, refires, out)?;
         }
-        out.push(StreamElement::Watermark(watermark));
-        self.side.push_watermark(watermark);
-        Ok(true)
+        self.advance = Some(advance);
+        Ok(false)
+    }
+
+    /// True while an advance started by [`begin_watermark`](Self::begin_watermark) or
+    /// [`begin_processing_time`](Self::begin_processing_time) has timers left to fire.
+    pub fn is_advancing(&self) -> bool {
+        self.advance.is_some()
     }
 
     /// Forwards an idle status: every input of this operator is idle.
@@ -357,21 +426,26 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         now: Timestamp,
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<(), PipelineError> {
+        self.begin_processing_time(now);
+        while !self.continue_advance(usize::MAX, out)? {}
+        Ok(())
+    }
+
+    /// Moves processing time to `now` (never backwards), sweeps a few rows of TTL state, and
+    /// starts an advance if a processing-time timer may be due (fired by
+    /// [`continue_advance`](Self::continue_advance)).
+    pub fn begin_processing_time(&mut self, now: Timestamp) {
+        debug_assert!(self.advance.is_none(), "an advance is already in progress");
         self.processing_time = self.processing_time.max(now);
         let now = self.processing_time;
         if self.processing_timers.next_due_at_least().is_some_and(|t| t <= now) {
-            let mut guard = RefireGuard::new(&self.processing_timers);
-            self.state.refresh_prefetch();
-            while let Some(timer) = self.processing_timers.poll(now) {
-                if let Some(ahead) = self.processing_timers.upcoming_key() {
-                    self.prefetch_fire_data(ahead);
-                }
-                let refires = guard.fired(&self.processing_timers, timer);
-                self.fire(timer, TimeDomain::ProcessingTime, refires, out)?;
-            }
+            self.advance = Some(Advance {
+                domain: TimeDomain::ProcessingTime,
+                until: now,
+                guard: RefireGuard::new(&self.processing_timers),
+            });
         }
         self.metrics.ttl_rows_swept += self.state.cleanup_expired(now, TTL_SWEEP_BUDGET) as u64;
-        Ok(())
     }
 
     /// When the shard must wake up next for a processing-time timer: no later than the earliest

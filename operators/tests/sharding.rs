@@ -255,3 +255,72 @@ fn a_panicking_function_is_a_typed_error() {
         "{err}"
     );
 }
+
+/// A timer burst streams: the sink sees the first outputs of a burst of 100,000 timers long before
+/// the last timer fires (the firing loop runs in chunks), so no buffer holds the whole burst.
+#[test]
+fn a_timer_burst_streams_its_outputs_in_chunks() {
+    use pinwheel_operators::pipeline::Sink;
+    use pinwheel_operators::{KeyedProcessFunction, OnTimerContext};
+
+    struct Burst(Arc<AtomicU64>);
+    impl KeyedProcessFunction for Burst {
+        type Key = u64;
+        type In = u64;
+        type Out = u64;
+        fn process_element(
+            &mut self,
+            _: u64,
+            ctx: &mut Context<'_, u64>,
+            _: &mut Collector<'_, u64>,
+        ) -> Result<(), FnError> {
+            ctx.timer_service().register_event_time_timer(1_000)?;
+            Ok(())
+        }
+        fn on_timer(
+            &mut self,
+            _: Timestamp,
+            ctx: &mut OnTimerContext<'_, u64>,
+            out: &mut Collector<'_, u64>,
+        ) -> Result<(), FnError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            out.collect(*ctx.current_key());
+            Ok(())
+        }
+    }
+    /// Records how many timers had fired when the first output arrived.
+    struct FirstSeen {
+        fired: Arc<AtomicU64>,
+        at_first: Option<u64>,
+        outputs: u64,
+    }
+    impl Sink<u64> for FirstSeen {
+        fn write(&mut self, e: StreamElement<u64>) -> Result<(), PipelineError> {
+            if let StreamElement::Record { .. } = e {
+                self.at_first.get_or_insert(self.fired.load(Ordering::Relaxed));
+                self.outputs += 1;
+            }
+            Ok(())
+        }
+    }
+
+    const KEYS: u64 = 100_000;
+    let fired = Arc::new(AtomicU64::new(0));
+    let elements =
+        (0..KEYS).map(|k| StreamElement::record(k, 10)).chain([StreamElement::Watermark(2_000)]);
+    let f = fired.clone();
+    let run = Pipeline::new()
+        .shards(1)
+        .from_elements(elements)
+        .key_by(|k: &u64| *k)
+        .process(move || Burst(f.clone()))
+        .run_sharded(|_| FirstSeen { fired: fired.clone(), at_first: None, outputs: 0 })
+        .unwrap();
+    let sink = &run.sinks[0];
+    assert_eq!(sink.outputs, KEYS);
+    let at_first = sink.at_first.unwrap();
+    assert!(
+        at_first <= 4_096,
+        "{at_first} timers had fired before the first output reached the sink"
+    );
+}

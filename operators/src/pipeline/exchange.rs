@@ -15,8 +15,9 @@
 //! * Rings are bounded. A full ring is backpressure: the exchange stops pulling its upstream but
 //!   keeps draining its inbound rings, so two shards filling each other's rings cannot deadlock, and
 //!   memory stays bounded (at most one batch per destination is held outside the rings).
-//! * Partial batches are flushed whenever the upstream has nothing ready, and whenever a batch
-//!   reaches [`FLUSH_AT`] messages, so latency stays low at low rates.
+//! * Partial batches are flushed whenever the upstream has nothing ready, whenever a batch
+//!   reaches [`FLUSH_AT`] messages, and after every [`INBOUND_TURN`] upstream elements, so a
+//!   record never waits long for its batch to fill, whatever the rate.
 //! * **Fair turns.** The inbound rings and the local upstream take turns (at most
 //!   [`INBOUND_TURN`] upstream elements between two drains of the inbound rings), so a shard that
 //!   keeps receiving from its peers still reads its own source partition.
@@ -332,6 +333,12 @@ where
             }
             if !drained_now || self.since_drain >= INBOUND_TURN {
                 // The inbound rings' turn: once per call, and again after a long upstream turn.
+                if self.since_drain >= INBOUND_TURN {
+                    // A long upstream turn also pushes out partial batches, so a record routed
+                    // to a shard that receives little waits at most INBOUND_TURN upstream
+                    // elements, not until its batch fills.
+                    self.flush();
+                }
                 drained_now = true;
                 self.since_drain = 0;
                 if self.drain_inbound() {

@@ -4,7 +4,7 @@ use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 
-use pinwheel_engine::time::Timestamp;
+use pinwheel_engine::time::{MAX_WATERMARK, Timestamp};
 
 use super::exchange::ExchangeStream;
 use super::side::{SideOutputStage, SideTaps};
@@ -16,6 +16,10 @@ use crate::runtime::{KeyedOperator, KeyedRecord, OperatorMetrics, ProcessOperato
 
 /// How many upstream elements a process stage handles before it hands its outputs on.
 pub(crate) const BATCH: usize = 512;
+
+/// How many timers a firing loop fires before it hands its outputs on (a burst of ten million
+/// timers at one watermark streams out in chunks rather than filling a buffer).
+const ADVANCE_CHUNK: usize = 1024;
 
 type SideHandler = Arc<dyn Fn(&mut SideOutputs) + Send + Sync>;
 
@@ -124,6 +128,8 @@ pub struct KeyedProcessStream<S, KS, F: KeyedProcessFunction> {
     side_unconsumed: u64,
     now: Timestamp,
     done: bool,
+    /// The input has ended; the end completes once the final advance has fired its timers.
+    ending: bool,
 }
 
 impl<S, KS, F: KeyedProcessFunction> fmt::Debug for KeyedProcessStream<S, KS, F> {
@@ -188,6 +194,7 @@ where
             side_unconsumed: 0,
             now: cx.start_time,
             done: false,
+            ending: false,
         })
     }
 }
@@ -208,11 +215,48 @@ where
             return Ok(Poll::Done);
         }
         let buf = &mut self.out.elements;
+        let mut result = Poll::Yield;
+        if self.op.is_advancing() {
+            // A firing loop in progress (a timer burst): its next chunk, before any new input.
+            if self.op.continue_advance(ADVANCE_CHUNK, buf)? && self.ending {
+                self.op.end_of_input(buf)?;
+                self.done = true;
+                result = Poll::Done;
+            }
+        } else {
+            result = self.step(cx)?;
+        }
+        self.taps.drain(self.op.side_outputs());
+        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
+        if let Some(t) = self.op.next_processing_timer() {
+            cx.wake_at(t);
+        }
+        Ok(match self.out.pop() {
+            Some(e) => Poll::Ready(e),
+            None => result,
+        })
+    }
+}
+
+impl<S, KS, F> KeyedProcessStream<S, KS, F>
+where
+    S: Stream<Item = F::In>,
+    KS: Fn(&F::In) -> F::Key,
+    F: KeyedProcessFunction,
+{
+    /// One turn with no firing loop in progress: processing time, then up to [`BATCH`] input
+    /// elements. A watermark (or the end of input) whose timers do not all fire within one chunk
+    /// ends the turn with the advance in progress; `poll_next` continues it first.
+    fn step(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
+        let buf = &mut self.out.elements;
         // Processing time: fires the timers due at the turn's clock reading, including timers
         // registered at or before it since (they fire as soon as the current callbacks are done,
         // SEMANTICS A1.6), whether or not the clock moved.
         self.now = cx.now();
-        self.op.advance_processing_time(self.now, buf)?;
+        self.op.begin_processing_time(self.now);
+        if !self.op.continue_advance(ADVANCE_CHUNK, buf)? {
+            return Ok(Poll::Yield);
+        }
         let mut result = Poll::Yield;
         // Records go through the operator's prefetch pipeline; anything else first flushes it, so
         // the operator sees every element in its order.
@@ -227,7 +271,11 @@ where
                     self.op.flush(buf)?;
                     match other {
                         Poll::Ready(StreamElement::Watermark(w)) => {
-                            self.op.process_watermark(w, buf)?;
+                            if self.op.begin_watermark(w)
+                                && !self.op.continue_advance(ADVANCE_CHUNK, buf)?
+                            {
+                                return Ok(Poll::Yield);
+                            }
                         }
                         Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
                         Poll::Ready(StreamElement::Record { .. }) => unreachable!("handled above"),
@@ -237,29 +285,31 @@ where
                             break;
                         }
                         Poll::Done => {
-                            self.op.advance_processing_time(self.now, buf)?;
+                            // Due processing-time timers first, then the final watermark; the end
+                            // of input completes once its timers have fired.
+                            self.ending = true;
+                            self.op.begin_processing_time(self.now);
+                            while !self.op.continue_advance(ADVANCE_CHUNK, buf)? {}
+                            if self.op.current_watermark() < MAX_WATERMARK
+                                && self.op.begin_watermark(MAX_WATERMARK)
+                                && !self.op.continue_advance(ADVANCE_CHUNK, buf)?
+                            {
+                                return Ok(Poll::Yield);
+                            }
                             self.op.end_of_input(buf)?;
                             self.done = true;
-                            result = Poll::Done;
-                            break;
+                            return Ok(Poll::Done);
                         }
                     }
                 }
             }
         }
         self.op.flush(buf)?;
-        if !self.done {
-            self.op.advance_processing_time(self.now, buf)?;
+        self.op.begin_processing_time(self.now);
+        if !self.op.continue_advance(ADVANCE_CHUNK, buf)? {
+            return Ok(Poll::Yield);
         }
-        self.taps.drain(self.op.side_outputs());
-        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
-        if let Some(t) = self.op.next_processing_timer() {
-            cx.wake_at(t);
-        }
-        Ok(match self.out.pop() {
-            Some(e) => Poll::Ready(e),
-            None => result,
-        })
+        Ok(result)
     }
 }
 
