@@ -349,6 +349,11 @@ impl Pair {
     }
 }
 
+/// `default` cases, or `PINWHEEL_PROPTEST_CASES` for a longer hunt (CI runs the default).
+fn cases(default: u32) -> u32 {
+    std::env::var("PINWHEEL_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// The default threshold (compaction is then rare in short scripts), or one so small that the
 /// incremental compaction runs all the time.
 fn compaction_threshold() -> impl Strategy<Value = usize> {
@@ -371,7 +376,7 @@ fn run(ops: &[Op], compact_at: usize) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 10_000, ..Config::default() })]
+    #![proptest_config(Config { cases: cases(10_000), ..Config::default() })]
 
     #[test]
     fn wheel_matches_reference(
@@ -383,7 +388,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 2_000, ..Config::default() })]
+    #![proptest_config(Config { cases: cases(2_000), ..Config::default() })]
 
     #[test]
     fn coalesced_scripts_match_reference(

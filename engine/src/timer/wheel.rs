@@ -1386,10 +1386,12 @@ impl TimerWheel {
 
     /// Compacts list `id` entirely, now.
     fn compact_list_now(&mut self, id: ListId) {
+        // Settle first: a pass in progress inside this list leaves a gap of examined entries
+        // that must not be read as entries, even when no stale entry is left.
+        self.settle_compaction(id);
         if self.stale == 0 {
             return;
         }
-        self.settle_compaction(id);
         let keys = &self.keys;
         let Some(list) = (match id {
             ListId::Slot(i) => Some(&mut self.slots[i]),
