@@ -26,7 +26,7 @@ use crate::output::Collector;
 ///   is set. Then `close` runs.
 ///
 /// An instance lives on one shard: it is built there by the factory given to
-/// [`KeyedStream::process`](crate::KeyedStream::process), so it need not be `Send`.
+/// [`KeyedStream::process`](crate::pipeline::KeyedStream::process), so it need not be `Send`.
 pub trait KeyedProcessFunction {
     /// The key type.
     type Key: Key;

@@ -18,7 +18,7 @@
 //!
 //! The ring is hand-written (rather than taken from `rtrb`, STYLE.md section 5) so that it runs
 //! through the [`crate::sync`] shim and is model-checked under loom (`scripts/loom.sh`,
-//! `engine/tests/loom_ring.rs`; RELIABILITY.md test 17). Its module ([`ring`]) is one of the two
+//! `engine/tests/loom_ring.rs`; RELIABILITY.md test 17). Its module ([`ring`](mod@ring)) is one of the two
 //! modules of the project allowed to contain `unsafe` code; its documentation gives the protocol, the
 //! memory orderings and the prior art.
 

@@ -33,7 +33,7 @@
 //!   consumer does the same with `tail`. Because each index only moves forward, a cached value is
 //!   always a safe under-estimate, so most operations touch no cache line written by the other core.
 //! * **Separate cache lines.** `head` and `tail` are each in their own
-//!   [`CachePadded`](crossbeam_utils::CachePadded) (128 bytes on x86-64 and aarch64, covering the
+//!   [`crossbeam_utils::CachePadded`] (128 bytes on x86-64 and aarch64, covering the
 //!   adjacent-line prefetcher), so the producer's stores of `tail` do not invalidate the line the
 //!   consumer stores `head` into. The capacity, the slot pointer and the two "abandoned" flags live
 //!   on a third line that is read-only in steady state.

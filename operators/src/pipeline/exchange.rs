@@ -139,7 +139,8 @@ impl ExchangeRegistry {
     }
 }
 
-/// The running exchange on one shard; see the [module docs](self).
+/// The running exchange on one shard: routes records to the shard owning their key group through
+/// bounded SPSC rings, combines the shards' watermarks, and aligns its source partition with them.
 pub struct ExchangeStream<S: Stream, KS> {
     upstream: S,
     key_selector: Arc<KS>,
