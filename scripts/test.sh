@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pinwheel's test suite: what CI runs (.ci/run) and what the README's test command runs.
 #
-#   scripts/test.sh            formatting, lints, unit + integration + property + doc tests, loom models
+#   scripts/test.sh            formatting, lints, rustdoc links, unit + integration + property + doc
+#                              tests, loom models
 #   scripts/test.sh --quick    the tests only (no fmt/clippy, no loom)
 #
 # Everything it needs comes with the Rust toolchain; nothing is installed by hand.
@@ -18,6 +19,8 @@ if [ $quick -eq 0 ]; then
   cargo fmt --all -- --check
   step "cargo clippy (all targets, warnings are errors)"
   cargo clippy --workspace --all-targets --quiet -- -D warnings
+  step "cargo doc (broken links are errors)"
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 fi
 
 step "tests (unit, integration, property, doc)"
