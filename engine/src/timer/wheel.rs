@@ -1110,23 +1110,26 @@ impl TimerWheel {
             if self.keys.is_live(&e) {
                 return true;
             }
-            let spares = &mut self.spares;
-            match id {
-                ListId::Slot(i) => self.slots[i].pop_front(spares),
-                ListId::Overdue(at) => self.overdue.get_mut(&at).and_then(|l| l.pop_front(spares)),
-                ListId::Far(at) => self.far.get_mut(&at).and_then(|l| l.pop_front(spares)),
-            };
+            let (_, spares, list) = self.parts(id);
+            list.and_then(|l| l.pop_front(spares));
             self.stale -= 1;
         }
     }
 
     /// The list `id`, if it exists.
     fn list_mut(&mut self, id: ListId) -> Option<&mut List> {
-        match id {
+        self.parts(id).2
+    }
+
+    /// The key index, the spare buffers and the list `id` (if it exists), borrowed together: for
+    /// walking a list while testing its entries' liveness or recycling its buffer.
+    fn parts(&mut self, id: ListId) -> (&KeyIndex, &mut Spares, Option<&mut List>) {
+        let list = match id {
             ListId::Slot(i) => Some(&mut self.slots[i]),
             ListId::Overdue(at) => self.overdue.get_mut(&at),
             ListId::Far(at) => self.far.get_mut(&at),
-        }
+        };
+        (&self.keys, &mut self.spares, list)
     }
 
     /// An emptied list: clear its slot's bit or remove it from its map.
@@ -1314,12 +1317,7 @@ impl TimerWheel {
     fn compact_step(&mut self, mut budget: usize) {
         while budget > 0 {
             let Some(mut c) = self.compaction else { return };
-            let keys = &self.keys;
-            let list = match c.list {
-                ListId::Slot(i) => Some(&mut self.slots[i]),
-                ListId::Overdue(at) => self.overdue.get_mut(&at),
-                ListId::Far(at) => self.far.get_mut(&at),
-            };
+            let (keys, _, list) = self.parts(c.list);
             let mut removed = 0;
             let finished = match list {
                 None => true,
@@ -1392,12 +1390,7 @@ impl TimerWheel {
         if self.stale == 0 {
             return;
         }
-        let keys = &self.keys;
-        let Some(list) = (match id {
-            ListId::Slot(i) => Some(&mut self.slots[i]),
-            ListId::Overdue(at) => self.overdue.get_mut(&at),
-            ListId::Far(at) => self.far.get_mut(&at),
-        }) else {
+        let (keys, _, Some(list)) = self.parts(id) else {
             return;
         };
         let before = list.len();
