@@ -2,7 +2,7 @@
 //! [`ReferenceTimers`], the plain ordered-map store the tests compare it with.
 //!
 //! A keyed operator on a shard owns one store per time domain (event time, processing time). A
-//! timer is a `(key, timestamp)` pair, unique per store (SEMANTICS A1.2): registering a pending pair
+//! timer is a `(key, timestamp)` pair, unique per store (docs/semantics.md A1.2): registering a pending pair
 //! again does nothing, deleting a pair that is not pending does nothing (A1.7), and registering never
 //! fires anything (A1.6). The firing loop is the caller's:
 //!
@@ -32,7 +32,7 @@
 //! * `poll(now)` returns the pending timer with the **smallest timestamp**, if that timestamp is
 //!   `<= now`. A poll loop therefore fires timers in non-decreasing timestamp order, except where a
 //!   timer registered *during* the loop has a smaller timestamp than the one just fired: it fires
-//!   next (Flink's loop re-peeks the queue head after each callback, SEMANTICS A1.10, S07).
+//!   next (Flink's loop re-peeks the queue head after each callback, docs/semantics.md A1.10, S07).
 //! * **Equal timestamps fire in registration order** (FIFO), across keys. A registration after a
 //!   delete, or after the timer fired, counts as a new registration and goes to the back. Flink leaves
 //!   this order unspecified (A1.9: its heap queue fires `a, c, b` for `a, b, c`); Pinwheel fixes it so
@@ -57,7 +57,7 @@
 //!   delete gets a new `seq`, so the old entry stays stale and the new one goes to the back
 //!   (registration order).
 //!
-//! The key index is a `Vec` indexed by key id (dense ids, `crate::key`) of 16-byte records
+//! The key index is a `Vec` indexed by key id (dense ids, `crate::key`) of 24-byte records
 //! holding the key's first timer inline; a key's further timers go to a spill set (a short vector,
 //! a random-seeded hash map past 16). A key with at most one pending timer per domain, the common
 //! case, costs one record and no allocation; dedup, `contains`, `count_for_key` and delete read only
@@ -145,8 +145,27 @@
 //! | `timers_for_key`                | O(k log k) for the k timers of the key (they are sorted)        |
 //! | `delete_all_for_key`            | O(k)                                                            |
 //! | `for_each`                      | O(key ids + timers)                                             |
+//!
+//! ## Source files
+//!
+//! | file            | holds                                                                     |
+//! |-----------------|---------------------------------------------------------------------------|
+//! | `wheel.rs`      | [`TimerWheel`] and its public API; registration numbers and the counts    |
+//! | `list.rs`       | the tier lists: entries, the `Vec`-backed FIFO, the spare buffers         |
+//! | `key_index.rs`  | the key index: a record per key id, spill sets                            |
+//! | `tiers.rs`      | the axis; the overdue, wheel and far tiers; next expiration, cascade, far migration, advance |
+//! | `compaction.rs` | dropping stale entries: the incremental pass, immediate compaction        |
+//! | `lookahead.rs`  | the firing loop's look-ahead, for prefetching                             |
+//! | `invariants.rs` | `assert_invariants`: the invariants above, checked (for tests)            |
+//! | `reference.rs`  | [`ReferenceTimers`]                                                       |
 
+mod compaction;
+mod invariants;
+mod key_index;
+mod list;
+mod lookahead;
 mod reference;
+mod tiers;
 mod wheel;
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ fn a_clock_going_back_fires_only_what_is_due() {
 
 #[test]
 fn re_registering_the_firing_timestamp_fires_it_again_in_the_same_loop() {
-    // SEMANTICS S09, with other timers at the same instant: the re-registration goes to the back.
+    // docs/semantics.md S09, with other timers at the same instant: the re-registration goes to the back.
     let mut w = TimerWheel::new();
     for key in [1, 2, 3] {
         w.register(key, 10).unwrap();
