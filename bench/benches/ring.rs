@@ -2,12 +2,15 @@
 //!
 //! * `ring/spsc_single/{capacity}`: one producer thread, one consumer thread, one value per
 //!   `push`/`pop`; items per second through the ring.
-//! * `ring/spsc_batch/{capacity}/{batch}`: the same with `push_batch`/`pop_batch` of 64 or 256
-//!   values (the shard loop's way of using the ring).
+//! * `ring/spsc_batch/{capacity}/{batch}`: the same with `push_batch`/`pop_batch` of 64, 128 (the
+//!   exchange's flush size) or 256 values (the shard loop's way of using the ring).
 //! * `ring/std_sync_channel/{capacity}`: `std::sync::mpsc::sync_channel` of the same capacity, one
 //!   value per send/recv, as a baseline.
 //! * `ring/same_thread/push_pop`: a `push` then a `pop` on one thread: the cost of the operations
 //!   themselves, without cross-core traffic.
+//! * `ring/same_thread/batch_128`: a `push_batch` of 128 values then a `pop_batch` of 128 on one
+//!   thread, through a ring of 4096: the per-value cost of batched transfer, block changes
+//!   included, without cross-core traffic (the steadiest figure on a noisy machine).
 //!
 //! The two-thread benches time whole runs with `iter_custom` (spawn a consumer, push `iters` values
 //! or batches, join). A side that finds the ring full or empty spins briefly, then yields. On a
@@ -142,7 +145,7 @@ fn two_threads(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("ring/spsc_batch");
     for capacity in [1024usize, 4096] {
-        for batch in [64usize, 256] {
+        for batch in [64usize, 128, 256] {
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(
                 BenchmarkId::new(capacity.to_string(), batch),
@@ -171,6 +174,22 @@ fn same_thread(c: &mut Criterion) {
         b.iter(|| {
             let _ = tx.push(black_box(7));
             black_box(rx.pop())
+        });
+    });
+
+    g.throughput(Throughput::Elements(128));
+    let (mut tx, mut rx) = ring::<u64>(4096);
+    let mut pending = VecDeque::with_capacity(128);
+    let mut out = Vec::with_capacity(128);
+    let mut next = 0u64;
+    g.bench_function("batch_128", |b| {
+        b.iter(|| {
+            pending.extend(next..next + 128);
+            next += 128;
+            black_box(tx.push_batch(&mut pending));
+            out.clear();
+            black_box(rx.pop_batch(&mut out, 128));
+            black_box(out.last().copied())
         });
     });
     g.finish();

@@ -1,21 +1,34 @@
-//! Loom models of the exchange ring (RELIABILITY.md test 17, `spsc_queue_loom_model`).
+//! Loom models of the exchange ring (docs/reliability.md, test 17, `spsc_queue_loom_model`).
 //!
 //! Run with `scripts/loom.sh` (`RUSTFLAGS="--cfg loom"`); in a normal build this file is empty.
 //! Each model has two threads (a spawned producer and the model's main thread as consumer, or the
 //! other way round), a ring of capacity 1 to 3 and up to 6 values; loom runs it under every
 //! interleaving (within `LOOM_MAX_PREEMPTIONS`) and every outcome the C11 memory model allows for the
 //! `Acquire`/`Release` operations. It fails a model on a data race on a slot (an access to a slot's
-//! `UnsafeCell` not ordered after the other side's last access), a leaked or double-freed `Arc`, a
-//! deadlock, or a failed assertion.
+//! `UnsafeCell` not ordered after the other side's last access, or not ordered before the free of
+//! its block), a leaked or double-freed block (the ring allocates through `loom::alloc`) or `Arc`,
+//! a deadlock, or a failed assertion.
+//!
+//! Under loom the ring's blocks have 1 or 2 slots, sized for the values queued when the block is
+//! linked, so every model of more than a couple of values crosses several blocks: the consumer
+//! follows block links, parks used-up blocks as the spare (freeing the one parked before when it
+//! catches up over several blocks), and the producer reuses the spare or, when the interleaving made
+//! it the wrong size, frees it and allocates. (Each of these paths is reached by several of the
+//! models below.)
 //!
 //! The test families, and the bug each exists to catch:
 //!
-//! * `fifo_*`: values arrive in order, each once: a wrong index step, a missed wrap at
-//!   `2 * capacity`, or a publish (`Release` store) before the slot write would show here.
-//! * `batch_*`: batched push and pop, across the wrap: an off-by-one in the two-segment slot
-//!   loops, or a batch published before all its slots are written.
+//! * `fifo_*`: values arrive in order, each once: a wrong index step, a missed block change, a
+//!   block linked (`Release`) before it is initialised, or a publish (`Release` store of `tail`)
+//!   before the slot write would show here.
+//! * `batch_*`: batched push and pop, across blocks: an off-by-one in the per-block loops, or a
+//!   batch published before all its slots are written.
+//! * `block_*`: a consumer that lags behind by several blocks and then catches up: retiring blocks
+//!   back to back (the spare replaced and freed) while the producer takes the spare and writes into
+//!   a recycled block; a missing `Release`/`Acquire` on the spare would show as a race on a slot.
 //! * `drop_*`: values left in the ring when the halves go, in either order, on either thread, are
-//!   dropped exactly once: a double drop, a leak, or a drop racing a write.
+//!   dropped exactly once, and every block is freed once: a double drop, a leak, or a drop racing a
+//!   write.
 //! * `abandon_*`: `PopError::Abandoned` only after every value pushed before the producer's drop
 //!   was popped (the flag/tail ordering), and a push after the consumer's drop hands the value back.
 //! * `peek_*`: `peek` sees exactly the value `pop` then returns.
@@ -330,5 +343,63 @@ fn peek_sees_what_pop_returns() {
             }
         }
         producer.join().unwrap();
+    });
+}
+
+#[test]
+fn block_lagging_consumer_catches_up_across_blocks() {
+    // Four values pushed one by one into a capacity-3 ring (blocks of 1 or 2 slots, so the queue
+    // can span three blocks); the consumer takes them in batches of up to 3, so it may retire two
+    // blocks in one batch (replacing and freeing the spare) while the producer links a recycled
+    // or a new block.
+    model(|| {
+        let (mut tx, mut rx) = ring::<usize>(3);
+        let producer = thread::spawn(move || {
+            for i in 0..4 {
+                push_spin(&mut tx, i);
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            if rx.pop_batch(&mut got, 3) == 0 {
+                thread::yield_now();
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert_eq!(rx.pop(), Err(PopError::Abandoned));
+    });
+}
+
+#[test]
+fn drop_with_values_across_blocks_and_a_spare() {
+    // The producer pushes five values in batches (whatever fits in 3) and leaves; the consumer, on
+    // its own thread, pops one to three and leaves, so the ring may be dropped with values in one
+    // or two blocks, with or without a spare parked, and on either thread. Each value is dropped
+    // once, each block freed once.
+    model(|| {
+        let items = Items::new(5);
+        let (mut tx, mut rx) = ring::<Item>(3);
+        let consumer = thread::spawn(move || {
+            let first = pop_spin(&mut rx).expect("the producer pushes before it leaves");
+            assert_eq!(first.id, 0);
+            for id in 1..3 {
+                match rx.pop() {
+                    Ok(item) => assert_eq!(item.id, id),
+                    Err(_) => break,
+                }
+            }
+            // `rx` goes here, with values possibly still in the ring.
+        });
+        let mut pending: VecDeque<Item> = (0..5).map(|i| items.make(i)).collect();
+        while !pending.is_empty() && !tx.is_abandoned() {
+            if tx.push_batch(&mut pending) == 0 {
+                thread::yield_now();
+            }
+        }
+        drop(pending);
+        drop(tx);
+        consumer.join().unwrap();
+        items.assert_each_dropped_once();
     });
 }
