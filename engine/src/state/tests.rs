@@ -1,8 +1,8 @@
 //! Tests of the keyed state arena. The families, and the bug each exists to catch:
 //!
-//! * **A3 rules** (`a3_*`): one test per rule of SEMANTICS.md A3.1–A3.7 and A3.10.1–A3.10.7, so a
+//! * **A3 rules** (`a3_*`): one test per rule of docs/semantics.md A3.1–A3.7 and A3.10.1–A3.10.7, so a
 //!   deviation from Flink's behaviour names the rule it breaks.
-//! * **Scenarios** (`s11_*` … `s14_*`, `t1_*` … `t5_*`): SEMANTICS.md Part B replayed at this level,
+//! * **Scenarios** (`s11_*` … `s14_*`, `t1_*` … `t5_*`): docs/semantics.md Part B replayed at this level,
 //!   with the expected strings of the spec (the TTL table with a manual clock, ttl = 10).
 //! * **Errors** (`error_*`): unbound, foreign and reentrant handles, incompatible re-registration,
 //!   invalid TTL; none may panic, and each message must tell a Flink user what to do.
@@ -796,13 +796,17 @@ fn error_reentrant_access_is_an_error_not_a_panic() {
     m.for_each(&s, |_, _| inner = Some(m.len(&s))).unwrap();
     assert_eq!(inner, Some(Err(reentrant("m"))));
 
-    // A reduce function that touches its own state.
+    // A reduce function that touches its own state. It reaches the state through a weak
+    // reference: the state owns the function, so a strong one would be a cycle (a leak that
+    // AddressSanitizer reports).
     let me: Rc<RefCell<Option<ReducingState<u8>>>> = Rc::default();
     let seen = Rc::new(RefCell::new(None));
-    let (me2, seen2) = (me.clone(), seen.clone());
+    let (me2, seen2) = (Rc::downgrade(&me), seen.clone());
     let r = reg
         .reducing_state(ReducingStateDescriptor::new("r", move |a: u8, b: u8| {
-            if let Some(r) = me2.borrow().as_ref() {
+            if let Some(me) = me2.upgrade()
+                && let Some(r) = me.borrow().as_ref()
+            {
                 *seen2.borrow_mut() = Some(r.get(&s));
             }
             a + b
