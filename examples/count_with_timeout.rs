@@ -1,4 +1,4 @@
-//! The seeds' count-with-timeout job on the standard generated stream (PERF.md), on one shard:
+//! The seeds' count-with-timeout job on the standard generated stream (docs/benchmarks.md), on one shard:
 //! prints a few results, checks them, and reports throughput.
 //!
 //! ```text
@@ -10,13 +10,13 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use pinwheel::pipeline::{Event, Pipeline, StandardStream, WatermarkStrategy};
-use pinwheel_examples::CountWithTimeout;
+use pinwheel::pipeline::{Pipeline, WatermarkStrategy};
+use pinwheel_examples::{CountWithTimeout, Event, StandardStream};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// PERF.md's ideal output count and sum of counts at the default sizes.
+/// docs/benchmarks.md's ideal output count and sum of counts at the default sizes.
 const IDEAL_OUTPUTS: u64 = 11_098_824;
 const IDEAL_SUM: u64 = 123_293_855;
 
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     Pipeline::new()
         .shards(shards)
-        .from_standard_stream(stream)
+        .from_source(stream)
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps()
                 .with_timestamp_assigner(|e: &Event, _| e.timestamp),

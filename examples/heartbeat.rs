@@ -3,18 +3,18 @@
 //! about a second of wall time.
 //!
 //! It also shows how to write a source: [`Beats`] never blocks the shard; when the next beat is not
-//! due yet it answers [`Poll::Pending`], so the shard keeps firing timers meanwhile.
+//! due yet it answers [`Status::Idle`] and asks to be woken when it is due, so the shard keeps
+//! firing timers meanwhile (and parks when there is nothing else to do).
 //!
 //! ```text
 //! cargo run --release -p pinwheel-examples --example heartbeat
 //! ```
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
-use pinwheel::pipeline::{BuildContext, Event, Pipeline, Poll, PollContext, Stream, StreamPlan};
+use pinwheel::pipeline::{BuildContext, Pipeline, Stage, StagePlan, Status, Turn};
 use pinwheel::{EndOfInputTimers, MAX_WATERMARK, PipelineError, Semantics, StreamElement};
-use pinwheel_examples::{Heartbeat, HeartbeatOut};
+use pinwheel_examples::{Event, Heartbeat, HeartbeatOut};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,48 +31,49 @@ struct BeatsPlan;
 struct Beats {
     start: i64,
     tick: u64,
-    ready: VecDeque<Event>,
     ended: bool,
 }
 
-impl StreamPlan for BeatsPlan {
+impl StagePlan for BeatsPlan {
     type Item = Event;
-    type Stream = Beats;
+    type Stage = Beats;
 
     fn build(&self, cx: &BuildContext) -> Result<Beats, PipelineError> {
         // One partition: shard 0 reads it.
-        let ticks = if cx.shard.index == 0 { 0 } else { TICKS };
-        Ok(Beats { start: cx.start_time, tick: ticks, ready: VecDeque::new(), ended: false })
+        let ticks = if cx.shard().index == 0 { 0 } else { TICKS };
+        Ok(Beats { start: cx.start_time(), tick: ticks, ended: false })
     }
 }
 
-impl Stream for Beats {
+impl Stage for Beats {
     type Item = Event;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<Event>, PipelineError> {
-        if let Some(e) = self.ready.pop_front() {
-            return Ok(Poll::Ready(StreamElement::untimed(e)));
-        }
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<Event>>,
+    ) -> Result<Status, PipelineError> {
         if self.tick >= TICKS {
-            if self.ended {
-                return Ok(Poll::Done);
+            if !self.ended {
+                self.ended = true;
+                out.push(StreamElement::Watermark(MAX_WATERMARK));
             }
-            self.ended = true;
-            return Ok(Poll::Ready(StreamElement::Watermark(MAX_WATERMARK)));
+            return Ok(Status::Done);
         }
         let due = self.start + self.tick as i64 * TICK_MS;
         if cx.now() < due {
+            // Not due yet: the shard may park until then.
             cx.wake_at(due);
-            return Ok(Poll::Pending);
+            return Ok(Status::Idle);
         }
         let at_ms = self.tick as i64 * TICK_MS;
-        self.ready.extend((0..DEVICES).filter(|d| at_ms <= *d as i64 * 100).map(|d| Event {
-            key: d,
-            timestamp: at_ms,
-            value: self.tick,
-        }));
+        out.extend(
+            (0..DEVICES).filter(|d| at_ms <= *d as i64 * 100).map(|d| {
+                StreamElement::untimed(Event { key: d, timestamp: at_ms, value: self.tick })
+            }),
+        );
         self.tick += 1;
-        Ok(Poll::Yield)
+        Ok(Status::Busy)
     }
 }
 

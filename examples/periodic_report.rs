@@ -4,8 +4,8 @@
 //! cargo run --release -p pinwheel-examples --example periodic_report
 //! ```
 
-use pinwheel::pipeline::{Event, Pipeline, StandardStream, WatermarkStrategy};
-use pinwheel_examples::PeriodicReport;
+use pinwheel::pipeline::{Pipeline, WatermarkStrategy};
+use pinwheel_examples::{Event, PeriodicReport, StandardStream};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let stream = StandardStream { events: 500_000, keys: 3, events_per_ms: 10 };
     let reports = Pipeline::new()
-        .from_standard_stream(stream)
+        .from_source(stream)
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps()
                 .with_timestamp_assigner(|e: &Event, _| e.timestamp),

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Pinwheel vs Apache Flink 2.3.0, side by side on the same machine, one job of PERF.md.
+# Pinwheel vs Apache Flink 2.3.0, side by side on the same machine, one job of docs/benchmarks.md.
 #
 #   scripts/compare-flink.sh JOB [--events N] [--keys K] [--events-per-ms R] [--shards P] [--rate X] [--flink-only]
 #
 #   JOB: count-with-timeout | window-sum | timer-burst | heartbeat
-#   Defaults (PERF.md): --events 20000000 --keys 1000000 --events-per-ms 10 --shards 2; timer-burst runs
+#   Defaults (docs/benchmarks.md): --events 20000000 --keys 1000000 --events-per-ms 10 --shards 2; timer-burst runs
 #   with N = K (2000000 when neither is given, else the one given); heartbeat with --rate 200000 and
 #   --events 2000000 (about 10 s) unless given.
 #

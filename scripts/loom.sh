@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Loom models of Pinwheel's lock-free code (RELIABILITY.md test 17, `spsc_queue_loom_model`).
+# Loom models of Pinwheel's lock-free code (docs/reliability.md test 17, `spsc_queue_loom_model`).
 #
-#   scripts/loom.sh                 run every loom model (engine/tests/loom_ring.rs)
+#   scripts/loom.sh                 run every loom model (engine/tests/loom_ring.rs, loom_waker.rs)
 #   scripts/loom.sh fifo            only the models whose name contains "fifo"
 #
 # The engine is built with `--cfg loom`, which swaps `pinwheel_engine::sync` to loom's atomics,
@@ -28,5 +28,5 @@ start=$(date +%s)
 echo "loom: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, target dir $CARGO_TARGET_DIR"
 # One model at a time: loom models are single-threaded, but running them side by side on a
 # 2-core machine only slows each down.
-cargo test -p pinwheel-engine --profile test-opt --test loom_ring -- --test-threads=1 "$@"
+cargo test -p pinwheel-engine --profile test-opt --test loom_ring --test loom_waker -- --test-threads=1 "$@"
 echo "loom: all models passed in $(( $(date +%s) - start )) s"

@@ -14,7 +14,7 @@
 //! otherwise (`PINWHEEL_BENCH_TIMERS=1000000` for a quick run), from a fixed-seed generator, with
 //! random keys among `K = 1,000,000` unless `PINWHEEL_BENCH_TIMER_KEYS` says otherwise:
 //!
-//! * `cwt` (count-with-timeout's pattern, PERF.md): the i-th registration is for a random key at
+//! * `cwt` (count-with-timeout's pattern, docs/benchmarks.md): the i-th registration is for a random key at
 //!   `ts = i / 10 + 60_000`, the timestamp of event `i` (10 events per ms) plus a minute;
 //! * `uniform`: random keys, timestamps uniformly random over one day (`0..86_400_000` ms), in
 //!   random order;
@@ -97,10 +97,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Timers per scenario unless `PINWHEEL_BENCH_TIMERS` is set.
 const DEFAULT_TIMERS: usize = 10_000_000;
-/// Distinct keys of the `cwt` and `uniform` timers (PERF.md's K) unless
+/// Distinct keys of the `cwt` and `uniform` timers (docs/benchmarks.md's K) unless
 /// `PINWHEEL_BENCH_TIMER_KEYS` is set.
 const DEFAULT_KEYS: u32 = 1_000_000;
-/// Events per millisecond of the `cwt` timers (PERF.md's R).
+/// Events per millisecond of the `cwt` timers (docs/benchmarks.md's R).
 const EVENTS_PER_MS: usize = 10;
 /// count-with-timeout's timeout.
 const MINUTE: Timestamp = 60_000;

@@ -12,7 +12,7 @@ root="$(cd "$here/../.." && pwd)"
 "$root/scripts/flink-setup.sh" >&2
 
 # 12 GiB of heap: the default count-with-timeout keeps 1 M keys' state objects and ~10 M pending
-# heap timers (PERF.md saw 3.8 GB RSS); G1 (the JVM's and Flink's default collector); heap
+# heap timers (docs/benchmarks.md saw 3.8 GB RSS); G1 (the JVM's and Flink's default collector); heap
 # pre-touch off so RSS is what the job used. Flink 2.x on Java 17 needs the --add-opens below
 # (Flink's own config.yaml env.java.opts.all) for Kryo and its closure cleaner.
 default_opts=(

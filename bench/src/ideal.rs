@@ -1,14 +1,14 @@
-//! PERF.md's *ideal* output counts for any `N`, `K`, `R`: what count-with-timeout and window-sum
+//! docs/benchmarks.md's *ideal* output counts for any `N`, `K`, `R`: what count-with-timeout and window-sum
 //! emit under a watermark exactly one behind every event.
 //!
 //! A port of `bench/flink/src/pinwheel/flink/Ideal.java` (the Flink side computes the same figures):
 //! the events arrive in index order and the watermark `ts(i) - 1` reaches the operator just before
 //! event `i` does. A timer at `T` then fires just before the first event with `ts >= T + 1`, whose
-//! index is `(T + 1) * R`. At PERF.md's defaults this gives its figures exactly (count-with-timeout
+//! index is `(T + 1) * R`. At docs/benchmarks.md's defaults this gives its figures exactly (count-with-timeout
 //! 11,098,824 outputs with sum of counts 123,293,855; window-sum 15,068,582), with the window end at
 //! the window's last millisecond ([`pinwheel_examples::window_end`]).
 
-use pinwheel::pipeline::StandardStream;
+use pinwheel_examples::StandardStream;
 use pinwheel_examples::{MINUTE, window_end};
 
 /// The ideal outputs of one stream, and each key's number of events (which count-with-timeout's
@@ -81,7 +81,7 @@ mod tests {
     use super::*;
     use pinwheel::StreamElement;
     use pinwheel::harness::KeyedHarness;
-    use pinwheel::pipeline::Event;
+    use pinwheel_examples::Event;
     use pinwheel_examples::{CountWithTimeout, WindowSum};
 
     #[test]

@@ -1,7 +1,7 @@
 //! # pinwheel-bench: Pinwheel's benchmark driver
 //!
-//! Runs one of PERF.md's four jobs (`count-with-timeout`, `window-sum`, `timer-burst`,
-//! `heartbeat`) on PERF.md's standard generated stream and ends with one `key=value` line on
+//! Runs one of docs/benchmarks.md's four jobs (`count-with-timeout`, `window-sum`, `timer-burst`,
+//! `heartbeat`) on docs/benchmarks.md's standard generated stream and ends with one `key=value` line on
 //! stdout, `engine=pinwheel job=... events=... ...`, in the format of the Flink side
 //! (`bench/flink/src/pinwheel/flink/FlinkBench.java`), so that `scripts/compare-flink.sh` can put
 //! the two side by side. Everything else goes to stderr. `pinwheel-bench --help` lists the
@@ -14,7 +14,7 @@
 //! The job functions are the examples' ([`pinwheel_examples`]): the benchmark measures the code a
 //! user would write. Each shard writes into its own sink (no channel on the output path), which
 //! counts, sums and stamps the first and last outputs; the driver merges the shards' figures after
-//! the run, then reads the peak RSS, then computes PERF.md's ideal outputs and checks the results
+//! the run, then reads the peak RSS, then computes docs/benchmarks.md's ideal outputs and checks the results
 //! against the stream.
 
 mod ideal;
@@ -32,9 +32,11 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pinwheel::KeyedProcessFunction;
-use pinwheel::pipeline::{Event, Pipeline, ShardedRun, StandardStream, WatermarkStrategy};
+use pinwheel::pipeline::{Pipeline, ShardedRun, WatermarkStrategy};
 use pinwheel_engine::placement::ShardPlacement;
-use pinwheel_examples::{CountWithTimeout, Heartbeat, MINUTE, TimerBurst, WindowSum};
+use pinwheel_examples::{
+    CountWithTimeout, Event, Heartbeat, MINUTE, StandardStream, TimerBurst, WindowSum,
+};
 
 use crate::ideal::{Ideal, value_sum};
 use crate::paced::PacedStream;
@@ -43,10 +45,10 @@ use crate::sinks::{CountingSink, LatencySink, ProgressOut, Slot, Span};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// PERF.md's default sizes.
+/// docs/benchmarks.md's default sizes.
 const DEFAULT_EVENTS: u64 = 20_000_000;
 const DEFAULT_KEYS: u64 = 1_000_000;
-/// timer-burst's default `N = K` (PERF.md runs it at 2,000,000 and 10,000,000).
+/// timer-burst's default `N = K` (docs/benchmarks.md runs it at 2,000,000 and 10,000,000).
 const DEFAULT_BURST: u64 = 2_000_000;
 /// heartbeat's defaults, as `scripts/compare-flink.sh` and the Flink side: about 10 s of input.
 const DEFAULT_HEARTBEAT_EVENTS: u64 = 2_000_000;
@@ -72,7 +74,7 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
                           heartbeat: source emit to sink receipt of each forwarded event, in
                           microseconds (hdrhistogram, 3 significant digits)
   ideal_outputs           count-with-timeout, window-sum: the outputs under a watermark one behind
-                          every event (PERF.md; computed for any N, K, R as bench/flink's Ideal.java)
+                          every event (docs/benchmarks.md; computed for any N, K, R as bench/flink's Ideal.java)
   ideal_sum               count-with-timeout: the ideal sum of counts
   events_per_ms           R
   rate timeouts           heartbeat: the source's rate (events/s, all shards); the timeouts emitted.
@@ -87,23 +89,23 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
                           peak_rss_bytes; --no-key-check drops it)
   check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1)
 
-CHECKS (independent of watermark timing, PERF.md):
+CHECKS (independent of watermark timing, docs/benchmarks.md):
   count-with-timeout  every key's last output equals its number of events; sum of counts >= N
   window-sum          the sum of the window sums equals sum(i mod 100)
   timer-burst         outputs equal the number of distinct keys; sum equals outputs
   heartbeat           every event was forwarded once; their values add up to sum(i mod 100)
 
-THE STREAM (PERF.md): event i (0 <= i < N) has key splitmix64(i) mod K, timestamp i / R ms and value
+THE STREAM (docs/benchmarks.md): event i (0 <= i < N) has key splitmix64(i) mod K, timestamp i / R ms and value
 i mod 100; shard p's partition emits i = p, p+P, p+2P, ... Event-time jobs use
 WatermarkStrategy::for_monotonous_timestamps() (watermark = largest timestamp - 1); the end of input
 sends the maximum watermark, which fires every remaining event-time timer.";
 
-/// Pinwheel's benchmark driver: one of PERF.md's jobs on the standard stream, ending with one
+/// Pinwheel's benchmark driver: one of docs/benchmarks.md's jobs on the standard stream, ending with one
 /// key=value result line on stdout (the format of the Flink side, for scripts/compare-flink.sh).
 #[derive(Debug, Parser)]
 #[command(name = "pinwheel-bench", version, after_long_help = AFTER_HELP)]
 struct Cli {
-    /// The job (PERF.md "The jobs").
+    /// The job (docs/benchmarks.md "The jobs").
     #[arg(value_enum)]
     job: Job,
 
@@ -125,7 +127,7 @@ struct Cli {
     shards: u64,
 
     /// heartbeat only: events per second of the rate-limited source, in total over all shards
-    /// (each partition emits rate / P per second) [default: 200000]. PERF.md runs it at half the
+    /// (each partition emits rate / P per second) [default: 200000]. docs/benchmarks.md runs it at half the
     /// measured maximum throughput.
     #[arg(long, value_name = "EV_PER_S", value_parser = parse_count)]
     rate: Option<u64>,
@@ -147,6 +149,12 @@ struct Cli {
     /// ahead of its shard's combined watermark, or `off` [default: the pipeline's default, 1000].
     #[arg(long, value_name = "MS|off", value_parser = parse_alignment)]
     alignment: Option<Alignment>,
+
+    /// heartbeat only: writes the latency distribution to FILE as CSV (`series,percentile,
+    /// latency_us`: every event, and each shard's second half after warm-up), for
+    /// `scripts/plot-latency.py` to draw.
+    #[arg(long, value_name = "FILE")]
+    latency_csv: Option<std::path::PathBuf>,
 }
 
 /// A `--alignment` value.
@@ -162,7 +170,7 @@ fn parse_alignment(s: &str) -> Result<Alignment, String> {
         .map_err(|_| format!("expected milliseconds or `off`, got `{s}`"))
 }
 
-/// PERF.md's jobs.
+/// docs/benchmarks.md's jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Job {
     /// Flink's CountWithTimeoutFunction: a count per key, emitted after a minute of event time
@@ -195,7 +203,7 @@ fn parse_count(s: &str) -> Result<u64, String> {
 }
 
 /// The run's settings, defaults resolved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     job: Job,
     stream: StandardStream,
@@ -206,6 +214,7 @@ struct Settings {
     key_check: bool,
     alignment: Option<Alignment>,
     progress: bool,
+    latency_csv: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -242,6 +251,7 @@ impl Settings {
             key_check: !cli.no_key_check,
             alignment: cli.alignment,
             progress: !cli.no_progress && std::io::stderr().is_terminal(),
+            latency_csv: cli.latency_csv.clone(),
         })
     }
 
@@ -473,7 +483,7 @@ where
 {
     let stream = s
         .pipeline()
-        .from_standard_stream(s.stream)
+        .from_source(s.stream)
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps()
                 .with_timestamp_assigner(|e: &Event, _| e.timestamp),
@@ -625,7 +635,7 @@ fn distinct_keys(stream: &StandardStream) -> u64 {
 
 fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     if s.stream.events != s.stream.keys {
-        eprintln!("pinwheel-bench: note: PERF.md runs timer-burst with N = K");
+        eprintln!("pinwheel-bench: note: docs/benchmarks.md runs timer-burst with N = K");
     }
     let progress = Progress::new(s, false);
     let (sinks, start, returned) = run_event_time(s, || TimerBurst, 0, &progress)?;
@@ -649,7 +659,7 @@ fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
         format_args!("sum {}, outputs {}", common.sum, common.outputs),
     );
 
-    // PERF.md's figure spans from the first output of any shard to the last of any: on several
+    // docs/benchmarks.md's figure spans from the first output of any shard to the last of any: on several
     // shards it includes how much later one shard finished its input than another. The burst
     // itself, per shard: the slowest shard's span.
     let shard_span = sinks.iter().map(|k| k.span.seconds()).fold(0.0, f64::max);
@@ -666,6 +676,32 @@ fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     line.add("timers_per_s_in_shard_span", format!("{shard_rate:.0}"));
     line.add("check", checks.field());
     Ok((line, checks))
+}
+
+/// Writes the latency distributions (nanosecond histograms) as CSV: `series,percentile,latency_us`
+/// at the points HdrHistogram's percentile iterator gives (denser towards the tail), then the max.
+fn write_latency_csv(
+    path: &std::path::Path,
+    series: &[(&str, &Histogram<u64>)],
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "series,percentile,latency_us")?;
+    for (name, h) in series {
+        if h.is_empty() {
+            continue;
+        }
+        for v in h.iter_quantiles(8) {
+            let q = v.quantile_iterated_to();
+            if q >= 1.0 {
+                break;
+            }
+            writeln!(out, "{name},{:.6},{:.3}", 100.0 * q, v.value_iterated_to() as f64 / 1000.0)?;
+        }
+        writeln!(out, "{name},100,{:.3}", h.max() as f64 / 1000.0)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A latency quantile of a histogram in nanoseconds, in microseconds.
@@ -725,6 +761,12 @@ fn heartbeat(s: &Settings) -> anyhow::Result<(Line, Checks)> {
         quantile_us(&later, 0.999),
         later.max() as f64 / 1000.0
     );
+
+    if let Some(path) = &s.latency_csv {
+        write_latency_csv(path, &[("all", &all), ("after_warmup", &later)])
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("pinwheel-bench: latency distribution written to {}", path.display());
+    }
 
     let mut checks = Checks::default();
     checks.check(

@@ -1,12 +1,11 @@
-//! The heartbeat job's source: PERF.md's standard stream, paced to a rate of events per second of
+//! The heartbeat job's source: docs/benchmarks.md's standard stream, paced to a rate of events per second of
 //! wall time, each event stamped with the moment it leaves the source.
 
 use std::time::Instant;
 
-use pinwheel::pipeline::{
-    BuildContext, Event, Poll, PollContext, StandardStream, Stream, StreamPlan,
-};
-use pinwheel::{MAX_WATERMARK, PipelineError, StreamElement};
+use pinwheel::pipeline::{BATCH, BuildContext, Stage, StagePlan, Status, Turn};
+use pinwheel::{ConfigError, MAX_WATERMARK, PipelineError, StreamElement};
+use pinwheel_examples::{Event, StandardStream};
 
 /// Nanoseconds from `epoch` to `at` (0 if `at` is earlier).
 #[inline]
@@ -49,19 +48,21 @@ pub(crate) struct PacedPartition {
     ended: bool,
 }
 
-impl StreamPlan for PacedStream {
+impl StagePlan for PacedStream {
     type Item = Event;
-    type Stream = PacedPartition;
+    type Stage = PacedPartition;
 
     fn build(&self, cx: &BuildContext) -> Result<PacedPartition, PipelineError> {
-        let parts = cx.shard.count.max(1) as u64;
+        let shard = cx.shard();
+        let parts = shard.count.max(1) as u64;
         if !(self.rate.is_finite() && self.rate > 0.0) {
-            return Err(PipelineError::Config(format!("rate must be > 0, got {}", self.rate)));
+            let reason = format!("must be > 0, got {}", self.rate);
+            return Err(ConfigError::Invalid { setting: "rate", reason }.into());
         }
         Ok(PacedPartition {
             stream: self.stream,
             epoch: self.epoch,
-            next: cx.shard.index as u64,
+            next: shard.index as u64,
             step: parts,
             sent: 0,
             ns_per_event: 1e9 * parts as f64 / self.rate,
@@ -71,36 +72,43 @@ impl StreamPlan for PacedStream {
     }
 }
 
-impl Stream for PacedPartition {
+impl Stage for PacedPartition {
     type Item = Event;
 
     #[inline]
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<Event>, PipelineError> {
-        if self.next >= self.stream.events {
-            if self.ended {
-                return Ok(Poll::Done);
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<Event>>,
+    ) -> Result<Status, PipelineError> {
+        for _ in 0..BATCH {
+            if self.next >= self.stream.events {
+                if !self.ended {
+                    self.ended = true;
+                    out.push(StreamElement::Watermark(MAX_WATERMARK));
+                }
+                return Ok(Status::Done);
             }
-            self.ended = true;
-            return Ok(Poll::Ready(StreamElement::Watermark(MAX_WATERMARK)));
+            // One clock read per event: for an emitted event it is inherent to the measurement
+            // (it is the event's emit stamp, and the pacing check). On this machine's TSC
+            // clocksource it is a vDSO read, not a system call.
+            let now_ns = nanos_since(self.epoch, Instant::now());
+            let start = *self.start_ns.get_or_insert(now_ns);
+            let due = start.saturating_add((self.sent as f64 * self.ns_per_event) as u64);
+            if now_ns < due {
+                // Not due yet: let the shard idle, but not past the millisecond the event is due
+                // in (wake-ups are in whole milliseconds of processing time; within the current
+                // one the shard spins and yields instead of parking).
+                let wait_ms = i64::try_from((due - now_ns) / 1_000_000).unwrap_or(i64::MAX);
+                cx.wake_at(cx.now().saturating_add(wait_ms));
+                return Ok(Status::Idle);
+            }
+            let mut event = self.stream.event(self.next);
+            event.timestamp = i64::try_from(now_ns).unwrap_or(i64::MAX);
+            self.next += self.step;
+            self.sent += 1;
+            out.push(StreamElement::untimed(event));
         }
-        // One clock read per poll. For an emitted event it is inherent to the measurement: it is the
-        // event's emit stamp (and the pacing check). On this machine's TSC clocksource it is a vDSO
-        // read, not a system call.
-        let now_ns = nanos_since(self.epoch, Instant::now());
-        let start = *self.start_ns.get_or_insert(now_ns);
-        let due = start.saturating_add((self.sent as f64 * self.ns_per_event) as u64);
-        if now_ns < due {
-            // Not due yet: let the shard idle, but not past the millisecond the event is due in
-            // (the loop's wake-ups are in whole milliseconds of processing time; within the current
-            // one it does not sleep).
-            let wait_ms = i64::try_from((due - now_ns) / 1_000_000).unwrap_or(i64::MAX);
-            cx.wake_at(cx.now().saturating_add(wait_ms));
-            return Ok(Poll::Pending);
-        }
-        let mut event = self.stream.event(self.next);
-        event.timestamp = i64::try_from(now_ns).unwrap_or(i64::MAX);
-        self.next += self.step;
-        self.sent += 1;
-        Ok(Poll::Ready(StreamElement::untimed(event)))
+        Ok(Status::Busy)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use pinwheel::pipeline::Sink;
-use pinwheel::{MAX_WATERMARK, PipelineError, StreamElement};
+use pinwheel::{MAX_WATERMARK, SinkError, StreamElement};
 use pinwheel_examples::HeartbeatOut;
 
 use crate::paced::nanos_since;
@@ -151,7 +151,7 @@ impl<'a> CountingSink<'a> {
 
 impl Sink<(u64, u64)> for CountingSink<'_> {
     #[inline]
-    fn write(&mut self, element: StreamElement<(u64, u64)>) -> Result<(), PipelineError> {
+    fn write(&mut self, element: StreamElement<(u64, u64)>) -> Result<(), SinkError> {
         match element {
             StreamElement::Record { value: (key, value), .. } => {
                 self.outputs += 1;
@@ -175,7 +175,7 @@ impl Sink<(u64, u64)> for CountingSink<'_> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), PipelineError> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         self.span.finish();
         Ok(())
     }
@@ -190,7 +190,7 @@ pub(crate) fn latency_histogram() -> Histogram<u64> {
 }
 
 /// The heartbeat job's sink: takes the latency of every forwarded event (receipt time minus the
-/// emit stamp the source put in [`Event::timestamp`](pinwheel::pipeline::Event::timestamp)) into
+/// emit stamp the source put in [`Event::timestamp`](pinwheel_examples::Event::timestamp)) into
 /// an hdrhistogram, and counts the timeouts.
 #[derive(Debug)]
 pub(crate) struct LatencySink<'a> {
@@ -229,7 +229,7 @@ impl<'a> LatencySink<'a> {
 
 impl Sink<HeartbeatOut> for LatencySink<'_> {
     #[inline]
-    fn write(&mut self, element: StreamElement<HeartbeatOut>) -> Result<(), PipelineError> {
+    fn write(&mut self, element: StreamElement<HeartbeatOut>) -> Result<(), SinkError> {
         match element {
             StreamElement::Record { value: HeartbeatOut::Seen(event), .. } => {
                 // The receipt time of every output is the measurement itself: one clock read per
@@ -259,7 +259,7 @@ impl Sink<HeartbeatOut> for LatencySink<'_> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), PipelineError> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         self.span.finish();
         if let Some(slot) = self.progress {
             slot.0.store(self.forwarded, Ordering::Relaxed);

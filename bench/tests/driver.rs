@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
 
-use pinwheel::pipeline::StandardStream;
+use pinwheel_examples::StandardStream;
 
 /// Runs the driver with `args`; returns its exit status, stdout and stderr.
 fn run(args: &[&str]) -> (bool, String, String) {

@@ -1,12 +1,15 @@
-//! Keys: the [`Key`] trait, dense per-operator key ids and the interner that assigns them.
+//! Keys: the [`Key`] trait, dense per-shard key ids and the interner that assigns them.
 //!
-//! Two hashes with opposite requirements meet here (RELIABILITY.md §2.3):
+//! Two uses of a key's hash with opposite requirements meet here (docs/reliability.md, section
+//! "Keys with pathological hashes"):
 //!
 //! * the **routing hash** ([`Key::canonical_hash`]) picks the key group, is baked into checkpoints
 //!   and must therefore be stable and seedless: xxh3-64 of the key's canonical bytes;
-//! * the **interner's hash** only finds a key's dense id in memory and is random-seeded
-//!   (`ahash::RandomState`), so an adversary cannot aim collisions at a long-running process.
-//!   Its output is never persisted.
+//! * the **interner's table position** only finds a key's dense id in memory and must be
+//!   unpredictable, so that an adversary cannot aim collisions at a long-running process: it is a
+//!   random-seeded mix of the routing hash (see [`KeyInterner`]), never persisted.
+//!
+//! The key is hashed once per record (by the exchange); both uses read that one hash.
 
 use std::fmt;
 use std::hash::Hash;
@@ -150,66 +153,115 @@ tuple_key!(A, B, C, D);
 /// `current_key()` and for snapshots.
 ///
 /// An open-addressing table with linear probing. A slot is one `u64`: the upper 32 bits of the
-/// key's hash (a tag) and the key's id; the keys themselves are in a `Vec` indexed by id. A lookup
-/// reads the key's home slot, and on a tag match compares the key stored under that id. The hasher
-/// is `ahash::RandomState`, seeded randomly per interner, so an adversary cannot aim collisions
-/// at a long-running process (RELIABILITY.md section 2.3).
+/// key's table position (a tag) and the key's id plus one (so that an empty slot is 0, and a new
+/// table is zeroed memory, which costs nothing to fill); the keys themselves are in a `Vec`
+/// indexed by id.
+/// A key's home slot is given by the *top* bits of its position, so the tag holds the home: when
+/// the table doubles, every slot is moved by its tag alone, in one sequential pass that reads
+/// neither the keys nor their hashes. A lookup reads the key's home slot, and on a tag match
+/// compares the key stored under that id.
 ///
-/// The table is built for batches: [`hash`](Self::hash) and [`prefetch_slot`](Self::prefetch_slot)
-/// for every record of a batch, then [`candidate`](Self::candidate) to learn (almost always) each
-/// key's id early enough to prefetch its state rows, then [`intern_hashed`](Self::intern_hashed).
-/// The table grows at 3/4 full.
+/// **One hash per record.** Every entry point takes the key's routing hash
+/// ([`Key::canonical_hash`], which the exchange computes anyway to find the key group), and the
+/// table position is a secret-seeded mix of it (a folded multiply with two random 64-bit keys,
+/// drawn per interner), so no second hash function runs on the record path. Positions are never
+/// persisted. An adversary who cannot see the seed can only aim keys at one probe chain with full
+/// 64-bit collisions of XXH3, and fixed-width integer keys cannot collide at all: XXH3 is a
+/// bijection on inputs of one length up to 8 bytes.
+///
+/// The table is built for batches: [`prefetch_slot`](Self::prefetch_slot) for a record some
+/// records ahead, then [`candidate`](Self::candidate) to learn (almost always) its key's id early
+/// enough to prefetch its state rows, then [`intern_hashed`](Self::intern_hashed). The table grows
+/// at 3/4 full, up to 2^32 slots (3.2 billion keys).
 pub struct KeyInterner<K> {
     slots: Vec<u64>,
-    mask: usize,
+    /// `64 - log2(slots.len())`: a position's top bits, shifted down by this, are its home slot.
+    shift: u32,
     keys: Vec<K>,
-    hasher: ahash::RandomState,
+    /// The secret of the position mix.
+    seed: [u64; 2],
 }
 
-/// An empty slot (no valid slot has id `u32::MAX`).
-const EMPTY_SLOT: u64 = u64::MAX;
-/// Slots of a new table.
-const INITIAL_SLOTS: usize = 16;
+/// An empty slot (a valid slot holds its id plus one, never 0).
+const EMPTY_SLOT: u64 = 0;
+/// log2 of the slots of a new table.
+const INITIAL_BITS: u32 = 4;
+/// log2 of the most slots a table has: the home must fit in the 32-bit tag.
+const MAX_BITS: u32 = 32;
 
+/// The slot of key `id` whose position has tag `tag` (`id < u32::MAX`).
 #[inline]
 fn slot_of(tag: u32, id: KeyId) -> u64 {
-    (u64::from(tag) << 32) | u64::from(id)
+    (u64::from(tag) << 32) | u64::from(id + 1)
+}
+
+/// The key id in a full slot.
+#[inline(always)]
+fn id_of(slot: u64) -> KeyId {
+    (slot as u32).wrapping_sub(1)
 }
 
 #[inline]
-fn tag_of(hash: u64) -> u32 {
-    (hash >> 32) as u32
+fn tag_of(position: u64) -> u32 {
+    (position >> 32) as u32
+}
+
+/// The 128-bit product of `a` and `b`, folded to 64 bits (aHash's and wyhash's mixing step).
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// Two fresh random 64-bit keys (from aHash's per-instance random state).
+fn random_seed() -> [u64; 2] {
+    let state = ahash::RandomState::new();
+    // The multiplier must be odd for the mix to use every bit of the hash.
+    [state.hash_one(0x5eed_u64), state.hash_one(0xfeed_u64) | 1]
 }
 
 impl<K: Key> KeyInterner<K> {
     /// An empty interner with a fresh random seed.
     pub fn new() -> Self {
         KeyInterner {
-            slots: vec![EMPTY_SLOT; INITIAL_SLOTS],
-            mask: INITIAL_SLOTS - 1,
+            slots: vec![EMPTY_SLOT; 1 << INITIAL_BITS],
+            shift: 64 - INITIAL_BITS,
             keys: Vec::new(),
-            hasher: ahash::RandomState::new(),
+            seed: random_seed(),
         }
     }
 
-    /// The key's hash in this interner (random-seeded; never persist it).
-    #[inline]
-    pub fn hash(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
+    /// The table position of a key with routing hash `hash` (secret-seeded; never persist it).
+    #[inline(always)]
+    fn position(&self, hash: u64) -> u64 {
+        folded_multiply(hash ^ self.seed[0], self.seed[1])
     }
 
-    /// Prefetches the home slot of a key with this hash.
+    /// The home slot of a position.
+    #[inline(always)]
+    fn home(&self, position: u64) -> usize {
+        (position >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn next(&self, i: usize) -> usize {
+        (i + 1) & (self.slots.len() - 1)
+    }
+
+    /// Prefetches the home slot of a key with routing hash `hash`.
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
-        prefetch_index(&self.slots, hash as usize & self.mask);
+        prefetch_index(&self.slots, self.home(self.position(hash)));
     }
 
-    /// The id in the home slot of this hash if its tag matches: the key's id, unless the key is
-    /// new, collided further, or shares the tag with another key (rare). For prefetching only.
+    /// The id in the home slot of this routing hash if its tag matches: the key's id, unless the
+    /// key is new, collided further, or shares the tag with another key (rare). For prefetching
+    /// only.
     #[inline]
     pub fn candidate(&self, hash: u64) -> Option<KeyId> {
-        let slot = self.slots[hash as usize & self.mask];
-        (slot != EMPTY_SLOT && (slot >> 32) as u32 == tag_of(hash)).then_some(slot as KeyId)
+        let position = self.position(hash);
+        let slot = self.slots[self.home(position)];
+        (slot != EMPTY_SLOT && tag_of(slot) == tag_of(position)).then_some(id_of(slot))
     }
 
     /// Prefetches the stored key with id `id` (which a lookup compares against).
@@ -221,67 +273,79 @@ impl<K: Key> KeyInterner<K> {
     /// The id of `key`, assigning the next id if the key is new.
     #[inline]
     pub fn intern(&mut self, key: K) -> Result<KeyId, KeyError> {
-        let hash = self.hash(&key);
+        let hash = key.canonical_hash();
         self.intern_hashed(key, hash)
     }
 
-    /// [`intern`](Self::intern) with the key's [`hash`](Self::hash) already computed.
-    #[inline]
+    /// [`intern`](Self::intern) with the key's routing hash ([`Key::canonical_hash`]) already
+    /// computed. A new key gets id [`len`](Self::len) (ids are handed out densely, in order).
+    #[inline(always)]
     pub fn intern_hashed(&mut self, key: K, hash: u64) -> Result<KeyId, KeyError> {
-        let tag = tag_of(hash);
-        let mut i = hash as usize & self.mask;
+        debug_assert_eq!(hash, key.canonical_hash(), "intern_hashed with another key's hash");
+        let position = self.position(hash);
+        let tag = tag_of(position);
+        let mut i = self.home(position);
         loop {
             let slot = self.slots[i];
             if slot == EMPTY_SLOT {
                 break;
             }
-            if (slot >> 32) as u32 == tag && self.keys[slot as KeyId as usize] == key {
-                return Ok(slot as KeyId);
+            if tag_of(slot) == tag && self.keys[id_of(slot) as usize] == key {
+                return Ok(id_of(slot));
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
+        self.insert_new(key, tag, i)
+    }
+
+    /// Gives a new key the next id, in the empty slot `i` its probe ended at.
+    #[inline]
+    fn insert_new(&mut self, key: K, tag: u32, i: usize) -> Result<KeyId, KeyError> {
+        let full = self.keys.len() * 4 >= self.slots.len() * 3 && 64 - self.shift == MAX_BITS;
         let id = KeyId::try_from(self.keys.len())
             .ok()
-            .filter(|&id| id != KeyId::MAX)
+            .filter(|&id| id != KeyId::MAX && !full)
             .ok_or(KeyError::TooManyKeys { limit: u64::from(KeyId::MAX) })?;
         self.slots[i] = slot_of(tag, id);
         self.keys.push(key);
-        if self.keys.len() * 4 > self.slots.len() * 3 {
+        if self.keys.len() * 4 > self.slots.len() * 3 && 64 - self.shift < MAX_BITS {
             self.grow();
         }
         Ok(id)
     }
 
-    /// Doubles the table and re-inserts every key.
+    /// Doubles the table: every slot moves to its home in the new table, found from its tag (the
+    /// top bits of its position), in one sequential pass.
     #[cold]
     fn grow(&mut self) {
-        let n = self.slots.len() * 2;
-        self.slots = vec![EMPTY_SLOT; n];
-        self.mask = n - 1;
-        for (id, key) in self.keys.iter().enumerate() {
-            let hash = self.hasher.hash_one(key);
-            let mut i = hash as usize & self.mask;
+        let doubled = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.shift -= 1;
+        // The home in the new table: the tag's top `64 - shift` bits (at most 32 of them).
+        let tag_shift = self.shift - 32;
+        for slot in old.into_iter().filter(|&s| s != EMPTY_SLOT) {
+            let mut i = (tag_of(slot) >> tag_shift) as usize;
             while self.slots[i] != EMPTY_SLOT {
-                i = (i + 1) & self.mask;
+                i = self.next(i);
             }
-            self.slots[i] = slot_of(tag_of(hash), id as KeyId);
+            self.slots[i] = slot;
         }
     }
 
     /// The id of `key` if it was seen before.
     pub fn get(&self, key: &K) -> Option<KeyId> {
-        let hash = self.hash(key);
-        let tag = tag_of(hash);
-        let mut i = hash as usize & self.mask;
+        let position = self.position(key.canonical_hash());
+        let tag = tag_of(position);
+        let mut i = self.home(position);
         loop {
             let slot = self.slots[i];
             if slot == EMPTY_SLOT {
                 return None;
             }
-            if (slot >> 32) as u32 == tag && &self.keys[slot as KeyId as usize] == key {
-                return Some(slot as KeyId);
+            if tag_of(slot) == tag && &self.keys[id_of(slot) as usize] == key {
+                return Some(id_of(slot));
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
@@ -361,13 +425,13 @@ mod tests {
         let mut i = KeyInterner::new();
         // Enough keys for several doublings, so that home slots collide and probes run on.
         for k in 0..10_000u64 {
-            let h = i.hash(&k);
+            let h = k.canonical_hash();
             i.prefetch_slot(h);
             assert_eq!(i.intern_hashed(k, h), Ok(k as KeyId));
         }
         let mut exact = 0;
         for k in 0..10_000u64 {
-            let h = i.hash(&k);
+            let h = k.canonical_hash();
             if let Some(c) = i.candidate(h) {
                 i.prefetch_key(c);
                 // A candidate is a hint: right for most keys, never required to be.

@@ -5,8 +5,8 @@
 //! Keyed state and timers are partitioned into `max_key_groups` **key groups**, fixed when a job is
 //! created and recorded in every checkpoint. A key's group depends only on the key; a shard owns a
 //! contiguous range of groups, which depends only on the shard count. So a checkpoint written by N
-//! shards can be restored on M: each new shard loads the groups of its new range (DESIGN.md layer 3,
-//! SEMANTICS.md A4).
+//! shards can be restored on M: each new shard loads the groups of its new range (docs/architecture.md layer 3,
+//! docs/semantics.md A4).
 //!
 //! ```text
 //!   key ──canonical bytes──▶ xxh3_64 (seed 0) ──% max_key_groups──▶ KeyGroup ──kg·shards / max──▶ shard
@@ -26,7 +26,7 @@
 //!
 //! **Why not Flink's hash.** Flink hashes Java's `hashCode`, which Rust keys do not have; Pinwheel
 //! hashes the key's canonical bytes ([`Key::write_canonical`]) with XXH3, whose output is specified
-//! and the same on every platform and version (RELIABILITY.md §2.3: the routing hash must be
+//! and the same on every platform and version (docs/reliability.md §2.3: the routing hash must be
 //! stable and seedless; the random-seeded hash of the in-memory tables is a different one). The
 //! consequence: a key lands in a different group than it would in Flink, so Pinwheel checkpoints
 //! are not Flink savepoints; the *ranges* and *shard* formulas are Flink's exactly.
@@ -229,6 +229,8 @@ pub struct KeyGroups {
     /// `log2(max)` when `max` is a power of two (always, for the default), so that `% max`
     /// becomes a mask and `/ max` a shift: the same results, without a 64-bit division.
     pow2_shift: Option<u32>,
+    /// `max - 1` when `max` is a power of two, else 0: the mask itself, computed once.
+    pow2_mask: u64,
 }
 
 impl KeyGroups {
@@ -247,7 +249,8 @@ impl KeyGroups {
     /// Builds the assignment for a `max` already known to be in `1..=32768`.
     fn with_max(max: u32) -> Self {
         let pow2_shift = max.is_power_of_two().then(|| max.trailing_zeros());
-        KeyGroups { max, pow2_shift }
+        let pow2_mask = if max.is_power_of_two() { u64::from(max) - 1 } else { 0 };
+        KeyGroups { max, pow2_shift, pow2_mask }
     }
 
     /// The assignment with the default number of key groups for `shards` shards
@@ -266,10 +269,12 @@ impl KeyGroups {
     #[inline]
     pub fn key_group_of_hash(&self, hash: u64) -> KeyGroup {
         // The remainder is below `max`, a `u32`. For a power-of-two `max` the mask is the same
-        // remainder (tested against `%` for every kind of `max`).
-        match self.pow2_shift {
-            Some(shift) => KeyGroup((hash & ((1u64 << shift) - 1)) as u32),
-            None => KeyGroup((hash % u64::from(self.max)) as u32),
+        // remainder (tested against `%` for every kind of `max`); `max = 1` has mask 0 and
+        // remainder 0 both ways.
+        if self.pow2_shift.is_some() {
+            KeyGroup((hash & self.pow2_mask) as u32)
+        } else {
+            KeyGroup((hash % u64::from(self.max)) as u32)
         }
     }
 
@@ -443,7 +448,7 @@ mod tests {
 
     #[test]
     fn flink_range_vectors() {
-        // SEMANTICS.md C1.
+        // docs/semantics.md C1.
         assert_eq!(ranges(128, 3), [(0, 42), (43, 85), (86, 127)]);
         assert_eq!(ranges(128, 5), [(0, 25), (26, 51), (52, 76), (77, 102), (103, 127)]);
         assert_eq!(ranges(128, 1), [(0, 127)]);
@@ -466,7 +471,7 @@ mod tests {
 
     #[test]
     fn flink_default_max_key_groups() {
-        // SEMANTICS.md C1: computeDefaultMaxParallelism.
+        // docs/semantics.md C1: computeDefaultMaxParallelism.
         for (shards, max) in
             [(1, 128), (2, 128), (85, 128), (86, 256), (200, 512), (1000, 2048), (30000, 32768)]
         {

@@ -25,6 +25,7 @@
 
 pub mod exchange;
 pub mod key;
+pub mod keyed;
 pub mod keygroup;
 pub mod placement;
 // Issues the CPU's prefetch hint; one of the three modules allowed unsafe code.

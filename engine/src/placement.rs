@@ -1,6 +1,6 @@
 //! Shard placement: how many shard threads run, and which core each one is pinned to.
 //!
-//! Placement is data ([`ShardPlacement`], glommio's `Placement` idea, STYLE.md section 1 item 14):
+//! Placement is data ([`ShardPlacement`], glommio's `Placement` idea):
 //! the runtime turns it into a [`PlacementPlan`] with [`ShardPlacement::plan`], starts one thread per
 //! shard, and each thread pins itself with [`pin_current_thread`].
 //!

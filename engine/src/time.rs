@@ -5,8 +5,10 @@
 //! keeps both meanings. "No timestamp" is `Option::None`, never `i64::MIN`.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::shard::ShardWaker;
 
 /// A point in time in milliseconds: event time or processing time (epoch milliseconds).
 pub type Timestamp = i64;
@@ -48,6 +50,13 @@ pub fn saturating_add(ts: Timestamp, delta: i64) -> Timestamp {
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current processing time in epoch milliseconds.
     fn now(&self) -> Timestamp;
+
+    /// Asks the clock to wake the shard of `waker` whenever its time is moved by hand, for clocks
+    /// whose time does not pass by itself (a parked shard would otherwise sleep through it). The
+    /// wall clock needs nothing: a shard waiting for a processing time parks until that time.
+    fn notify_on_change(&self, waker: &ShardWaker) {
+        let _ = waker;
+    }
 }
 
 /// The system wall clock (`SystemTime::now()` in epoch milliseconds), Flink's
@@ -68,22 +77,28 @@ impl Clock for SystemClock {
 /// A clock that moves only when told to: tests and the harness use it.
 ///
 /// It never advances by itself (tokio's paused clock without auto-advance). Clones share the same
-/// time, so a test can keep one handle and give another to the engine.
+/// time, so a test can keep one handle and give another to the engine. Moving it wakes the shards
+/// that run on it.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<AtomicI64>,
+    /// The shards to wake when the time is moved.
+    wakers: Arc<Mutex<Vec<ShardWaker>>>,
 }
 
 impl ManualClock {
     /// A manual clock starting at `start`.
     pub fn new(start: Timestamp) -> Self {
-        ManualClock { now: Arc::new(AtomicI64::new(start)) }
+        ManualClock { now: Arc::new(AtomicI64::new(start)), wakers: Arc::default() }
     }
 
     /// Sets the time. Moving it backwards is allowed (wall clocks do), but timer services never fire
     /// "backwards": they keep the largest time they have seen.
     pub fn set(&self, now: Timestamp) {
         self.now.store(now, Ordering::Release);
+        for waker in self.wakers.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            waker.wake();
+        }
     }
 
     /// Moves the time forward by `delta` milliseconds, saturating.
@@ -103,9 +118,16 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         self.now.load(Ordering::Acquire)
     }
+
+    fn notify_on_change(&self, waker: &ShardWaker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget the shards of earlier runs (a test may reuse one clock for many pipelines).
+        wakers.retain(|w| !w.is_orphan());
+        wakers.push(waker.clone());
+    }
 }
 
-/// Formats a timestamp the way SEMANTICS.md writes them: `MIN`, `MAX` or the number.
+/// Formats a timestamp the way docs/semantics.md writes them: `MIN`, `MAX` or the number.
 pub fn display_ts(ts: Timestamp) -> String {
     match ts {
         i64::MIN => "MIN".to_string(),

@@ -1,6 +1,6 @@
 //! The watermark valve: how the watermarks of several input channels become one watermark.
 //!
-//! This is Flink's `StatusWatermarkValve` (SEMANTICS A2.3, A2.4), enforced at every operator input:
+//! This is Flink's `StatusWatermarkValve` (docs/semantics.md A2.3, A2.4), enforced at every operator input:
 //!
 //! * each channel's watermark only moves forward: a watermark `<=` the channel's last one is dropped
 //!   and counted ([`WatermarkValve::dropped`]);
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn single_channel_is_strictly_increasing() {
-        // SEMANTICS A2.3: W10, W10, W5, W11 gives WM(10), then WM(11).
+        // docs/semantics.md A2.3: W10, W10, W5, W11 gives WM(10), then WM(11).
         let mut v = WatermarkValve::new(1);
         assert_eq!(wm(v.on_watermark(0, 10)), Some(10));
         assert_eq!(wm(v.on_watermark(0, 10)), None);

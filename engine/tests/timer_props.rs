@@ -75,7 +75,7 @@ enum Inner {
 /// A timestamp picked inside a poll loop.
 #[derive(Debug, Clone)]
 enum InnerTs {
-    /// The timestamp that just fired (SEMANTICS S09).
+    /// The timestamp that just fired (docs/semantics.md S09).
     Same,
     /// Below the timestamp that just fired.
     Minus(i64),

@@ -1,4 +1,4 @@
-//! The seeds' jobs (PERF.md), written once and shared by the runnable examples and the benchmark
+//! The seeds' jobs (docs/benchmarks.md), written once and shared by the runnable examples and the benchmark
 //! driver: each is an ordinary [`KeyedProcessFunction`], the same code a Flink user would write.
 //!
 //! * [`CountWithTimeout`] — Flink's documentation example: count per key, emit the count when a key
@@ -8,9 +8,15 @@
 //! * [`Heartbeat`] — forwards every event and raises a timeout after a minute of processing time
 //!   without one.
 //! * [`PeriodicReport`] — a per-key report that re-arms its own timer in `on_timer`.
+//!
+//! [`standard`] is the benchmarks' generated stream, which the examples and the benchmark driver
+//! read.
 #![forbid(unsafe_code)]
 
-use pinwheel::pipeline::Event;
+pub mod standard;
+
+pub use standard::{Event, StandardStream, splitmix64};
+
 use pinwheel::{
     Collector, Context, FnError, KeyedProcessFunction, MAX_WATERMARK, OnTimerContext, OpenContext,
     Timestamp, ValueState, ValueStateDescriptor,

@@ -1,11 +1,11 @@
 //! The same pipelines give the same per-key results on 1, 2 and 4 shards (4 shards on a 2-core
-//! machine runs unpinned). Compared quantities do not depend on watermark timing (PERF.md): the
+//! machine runs unpinned). Compared quantities do not depend on watermark timing (docs/benchmarks.md): the
 //! last count per key, window-sum totals per key, distinct keys.
 
 use std::collections::HashMap;
 
-use pinwheel::pipeline::{Event, Pipeline, StandardStream, WatermarkStrategy};
-use pinwheel_examples::{CountWithTimeout, TimerBurst, WindowSum};
+use pinwheel::pipeline::{Pipeline, WatermarkStrategy};
+use pinwheel_examples::{CountWithTimeout, Event, StandardStream, TimerBurst, WindowSum};
 
 const STREAM: StandardStream = StandardStream { events: 300_000, keys: 20_000, events_per_ms: 10 };
 
@@ -28,7 +28,7 @@ fn events_per_key() -> HashMap<u64, u64> {
 fn last_counts(shards: usize) -> HashMap<u64, u64> {
     let out = Pipeline::new()
         .shards(shards)
-        .from_standard_stream(STREAM)
+        .from_source(STREAM)
         .assign_timestamps_and_watermarks(strategy())
         .key_by(|e: &Event| e.key)
         .process(CountWithTimeout::one_minute)
@@ -53,7 +53,7 @@ fn count_with_timeout_final_counts_match_on_1_2_4_shards() {
 fn window_totals(shards: usize) -> HashMap<u64, u64> {
     let out = Pipeline::new()
         .shards(shards)
-        .from_standard_stream(STREAM)
+        .from_source(STREAM)
         .assign_timestamps_and_watermarks(strategy())
         .key_by(|e: &Event| e.key)
         .process(WindowSum::one_minute)
@@ -82,7 +82,7 @@ fn timer_burst_fires_once_per_distinct_key_on_1_2_4_shards() {
         let s = StandardStream { events: 50_000, keys: 50_000, events_per_ms: 10 };
         let out = Pipeline::new()
             .shards(shards)
-            .from_standard_stream(s)
+            .from_source(s)
             .assign_timestamps_and_watermarks(strategy())
             .key_by(|e: &Event| e.key)
             .process(|| TimerBurst)
@@ -100,7 +100,7 @@ fn for_each_on_several_shards_sees_every_output() {
     let mut n = 0u64;
     Pipeline::new()
         .shards(3)
-        .from_standard_stream(STREAM)
+        .from_source(STREAM)
         .assign_timestamps_and_watermarks(strategy())
         .key_by(|e: &Event| e.key)
         .process(WindowSum::one_minute)

@@ -3,20 +3,21 @@
 
 use std::ops::{Deref, DerefMut};
 
-use pinwheel_engine::key::KeyId;
+use pinwheel_engine::keyed::{KeyContext, KeyTimers};
 use pinwheel_engine::state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, KeyedScope, ListState,
     ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, ReducingStateDescriptor,
     StateError, StateRegistry, StateScope, ValueState, ValueStateDescriptor,
 };
 use pinwheel_engine::time::{TimeDomain, Timestamp};
-use pinwheel_engine::timer::TimerWheel;
 
 use crate::error::TimerServiceError;
 use crate::output::{OutputTag, SideOutputs};
+use crate::semantics::{Origin, SideOutputTimestamps};
 
 /// Which shard an operator instance runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ShardInfo {
     /// This shard's index, from 0.
     pub index: usize,
@@ -30,6 +31,13 @@ pub struct OpenContext<'a> {
     pub(crate) registry: Option<&'a mut StateRegistry>,
     pub(crate) shard: ShardInfo,
     pub(crate) operator: &'a str,
+}
+
+impl ShardInfo {
+    /// Shard `index` of `count`.
+    pub fn new(index: usize, count: usize) -> Self {
+        ShardInfo { index, count }
+    }
 }
 
 impl OpenContext<'_> {
@@ -92,70 +100,51 @@ impl OpenContext<'_> {
     }
 }
 
-/// The timers of the current key, as seen from a keyed context.
-#[derive(Debug)]
-pub(crate) struct KeyedTimers<'a> {
-    pub(crate) event: &'a mut TimerWheel,
-    pub(crate) processing: &'a mut TimerWheel,
-    pub(crate) key: KeyId,
-    /// False once the operator has finished: registrations are then ignored and counted.
-    pub(crate) accepting: bool,
-    pub(crate) ignored: &'a mut u64,
-}
-
 /// Flink's `TimerService`: the current times, and timers for the current key.
 ///
 /// A timer is unique per (key, timestamp) in each domain: registering it again does nothing, and
 /// `on_timer` is called once. Timestamps are not validated: a timer at or below the current
 /// watermark fires at the next watermark advance, a processing-time timer at or before the current
-/// time fires as soon as the current callback returns (SEMANTICS A1.6). Beyond Flink, the current
+/// time fires as soon as the current callback returns (docs/semantics.md A1.6). Beyond Flink, the current
 /// key's pending timers can be listed, counted and deleted all at once (FLINK-8322).
 ///
 /// In a non-keyed function every timer method returns [`TimerServiceError::NotKeyed`].
 #[derive(Debug)]
 pub struct TimerService<'a> {
-    pub(crate) timers: Option<KeyedTimers<'a>>,
-    pub(crate) watermark: Timestamp,
-    pub(crate) processing_time: Timestamp,
+    timers: Option<KeyTimers<'a>>,
+    watermark: Timestamp,
+    processing_time: Timestamp,
 }
 
 impl<'a> TimerService<'a> {
+    /// The timer service of a keyed callback.
+    #[inline]
+    fn keyed_service(timers: KeyTimers<'a>) -> Self {
+        TimerService {
+            watermark: timers.watermark(),
+            processing_time: timers.processing_time(),
+            timers: Some(timers),
+        }
+    }
+
+    /// The timer service of a non-keyed callback: times only.
+    pub(crate) fn times_only(watermark: Timestamp, processing_time: Timestamp) -> Self {
+        TimerService { timers: None, watermark, processing_time }
+    }
+
     /// The current processing time (epoch milliseconds; read once per loop turn).
     pub fn current_processing_time(&self) -> Timestamp {
         self.processing_time
     }
 
     /// The operator's current event-time watermark: `i64::MIN` before the first watermark; in an
-    /// event-time `on_timer`, the watermark that fired the timer (SEMANTICS A1.11).
+    /// event-time `on_timer`, the watermark that fired the timer (docs/semantics.md A1.11).
     pub fn current_watermark(&self) -> Timestamp {
         self.watermark
     }
 
-    fn keyed(&mut self) -> Result<&mut KeyedTimers<'a>, TimerServiceError> {
-        match self.timers.as_mut() {
-            Some(t) => Ok(t),
-            None => Err(TimerServiceError::NotKeyed),
-        }
-    }
-
-    fn wheel(&mut self, domain: TimeDomain) -> Result<(&mut TimerWheel, KeyId), TimerServiceError> {
-        let t = self.keyed()?;
-        let key = t.key;
-        Ok(match domain {
-            TimeDomain::EventTime => (&mut *t.event, key),
-            TimeDomain::ProcessingTime => (&mut *t.processing, key),
-        })
-    }
-
-    fn register(&mut self, domain: TimeDomain, ts: Timestamp) -> Result<(), TimerServiceError> {
-        let t = self.keyed()?;
-        if !t.accepting {
-            *t.ignored += 1;
-            return Ok(());
-        }
-        let (wheel, key) = self.wheel(domain)?;
-        wheel.register(key, ts)?;
-        Ok(())
+    fn keyed(&mut self) -> Result<&mut KeyTimers<'a>, TimerServiceError> {
+        self.timers.as_mut().ok_or(TimerServiceError::NotKeyed)
     }
 
     /// Registers an event-time timer for the current key at `timestamp`.
@@ -164,7 +153,7 @@ impl<'a> TimerService<'a> {
         &mut self,
         timestamp: Timestamp,
     ) -> Result<(), TimerServiceError> {
-        self.register(TimeDomain::EventTime, timestamp)
+        Ok(self.keyed()?.register(TimeDomain::EventTime, timestamp)?)
     }
 
     /// Registers a processing-time timer for the current key at `timestamp`.
@@ -173,7 +162,7 @@ impl<'a> TimerService<'a> {
         &mut self,
         timestamp: Timestamp,
     ) -> Result<(), TimerServiceError> {
-        self.register(TimeDomain::ProcessingTime, timestamp)
+        Ok(self.keyed()?.register(TimeDomain::ProcessingTime, timestamp)?)
     }
 
     /// Deletes the current key's event-time timer at `timestamp`; a silent no-op if there is none.
@@ -181,8 +170,7 @@ impl<'a> TimerService<'a> {
         &mut self,
         timestamp: Timestamp,
     ) -> Result<(), TimerServiceError> {
-        let (wheel, key) = self.wheel(TimeDomain::EventTime)?;
-        wheel.delete(key, timestamp);
+        self.keyed()?.delete(TimeDomain::EventTime, timestamp);
         Ok(())
     }
 
@@ -192,39 +180,37 @@ impl<'a> TimerService<'a> {
         &mut self,
         timestamp: Timestamp,
     ) -> Result<(), TimerServiceError> {
-        let (wheel, key) = self.wheel(TimeDomain::ProcessingTime)?;
-        wheel.delete(key, timestamp);
+        self.keyed()?.delete(TimeDomain::ProcessingTime, timestamp);
         Ok(())
     }
 
     /// The current key's pending timers in `domain`, in ascending timestamp order.
     pub fn timers(&mut self, domain: TimeDomain) -> Result<Vec<Timestamp>, TimerServiceError> {
-        let (wheel, key) = self.wheel(domain)?;
-        Ok(wheel.timers_for_key(key))
+        Ok(self.keyed()?.timers(domain))
     }
 
     /// How many timers the current key has pending in `domain`.
     pub fn timer_count(&mut self, domain: TimeDomain) -> Result<usize, TimerServiceError> {
-        let (wheel, key) = self.wheel(domain)?;
-        Ok(wheel.count_for_key(key))
+        Ok(self.keyed()?.count(domain))
     }
 
     /// Deletes every pending timer of the current key in `domain`; returns how many there were.
     pub fn delete_all_timers(&mut self, domain: TimeDomain) -> Result<usize, TimerServiceError> {
-        let (wheel, key) = self.wheel(domain)?;
-        Ok(wheel.delete_all_for_key(key))
+        Ok(self.keyed()?.delete_all(domain))
     }
 }
 
 /// The context of `process_element` in a keyed function.
 pub struct Context<'a, K> {
     /// Every key of the operator, by id; the current one is `keys[scope.key()]`.
-    pub(crate) keys: &'a [K],
-    pub(crate) scope: StateScope,
-    pub(crate) timestamp: Option<Timestamp>,
-    pub(crate) side_timestamp: Option<Timestamp>,
-    pub(crate) timers: TimerService<'a>,
-    pub(crate) side: &'a mut SideOutputs,
+    keys: &'a [K],
+    scope: StateScope,
+    timestamp: Option<Timestamp>,
+    timers: TimerService<'a>,
+    side: &'a mut SideOutputs,
+    /// What the callback runs for, and the rule: the side-output timestamp follows from them.
+    origin: Origin,
+    side_rule: SideOutputTimestamps,
 }
 
 impl<K: std::fmt::Debug> std::fmt::Debug for Context<'_, K> {
@@ -239,8 +225,29 @@ impl<K: std::fmt::Debug> std::fmt::Debug for Context<'_, K> {
 }
 
 impl<'a, K> Context<'a, K> {
+    /// The context of a callback for the backend's current key.
+    #[inline]
+    pub(crate) fn new(
+        key: KeyContext<'a, K>,
+        timestamp: Option<Timestamp>,
+        origin: Origin,
+        side_rule: SideOutputTimestamps,
+        side: &'a mut SideOutputs,
+    ) -> Self {
+        let KeyContext { keys, scope, timers, .. } = key;
+        Context {
+            keys,
+            scope,
+            timestamp,
+            timers: TimerService::keyed_service(timers),
+            side,
+            origin,
+            side_rule,
+        }
+    }
+
     /// The timestamp of the element being processed (`None` if it has none); in `on_timer`, the
-    /// timer's timestamp, for both time domains (SEMANTICS A1.12).
+    /// timer's timestamp, for both time domains (docs/semantics.md A1.12).
     #[inline]
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
@@ -260,7 +267,8 @@ impl<'a, K> Context<'a, K> {
 
     /// Emits `value` to the side output `tag`.
     pub fn output<T: 'static>(&mut self, tag: &OutputTag<T>, value: T) {
-        self.side.push(tag, value, self.side_timestamp);
+        let ts = self.side_rule.of(self.origin, self.timestamp);
+        self.side.push(tag, value, ts);
     }
 
     /// Shortcut for `timer_service().current_watermark()`.
@@ -286,8 +294,16 @@ impl<K> KeyedScope for Context<'_, K> {
 /// The context of `on_timer`: everything [`Context`] has, plus the firing timer's domain.
 #[derive(Debug)]
 pub struct OnTimerContext<'a, K> {
-    pub(crate) ctx: Context<'a, K>,
-    pub(crate) domain: TimeDomain,
+    ctx: Context<'a, K>,
+    domain: TimeDomain,
+}
+
+impl<'a, K> OnTimerContext<'a, K> {
+    /// The context of `on_timer` for a timer of `domain`.
+    #[inline]
+    pub(crate) fn new(ctx: Context<'a, K>, domain: TimeDomain) -> Self {
+        OnTimerContext { ctx, domain }
+    }
 }
 
 impl<K> OnTimerContext<'_, K> {
@@ -320,16 +336,26 @@ impl<K> KeyedScope for OnTimerContext<'_, K> {
 
 /// The context of a non-keyed [`ProcessFunction`](crate::ProcessFunction): the element's
 /// timestamp, the current times and side outputs. It has no current key and no keyed state, and its
-/// timer service refuses timers (SEMANTICS A1.1).
+/// timer service refuses timers (docs/semantics.md A1.1).
 #[derive(Debug)]
 pub struct ProcessContext<'a> {
-    pub(crate) timestamp: Option<Timestamp>,
-    pub(crate) side_timestamp: Option<Timestamp>,
-    pub(crate) timers: TimerService<'a>,
-    pub(crate) side: &'a mut SideOutputs,
+    timestamp: Option<Timestamp>,
+    side_timestamp: Option<Timestamp>,
+    timers: TimerService<'a>,
+    side: &'a mut SideOutputs,
 }
 
 impl<'a> ProcessContext<'a> {
+    /// The context of a non-keyed callback.
+    pub(crate) fn new(
+        timestamp: Option<Timestamp>,
+        side_timestamp: Option<Timestamp>,
+        timers: TimerService<'a>,
+        side: &'a mut SideOutputs,
+    ) -> Self {
+        ProcessContext { timestamp, side_timestamp, timers, side }
+    }
+
     /// The timestamp of the element being processed, if it has one.
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp

@@ -1,9 +1,13 @@
-//! Errors: what user functions return, and what the runtime reports to the embedding program.
+//! Errors: what user functions and sinks return, and what the runtime reports to the embedding
+//! program.
 
 use std::fmt;
 use std::sync::Arc;
 
+use pinwheel_engine::exchange::ExchangeError;
 use pinwheel_engine::key::KeyError;
+use pinwheel_engine::keygroup::KeyGroupError;
+use pinwheel_engine::placement::PlacementError;
 use pinwheel_engine::time::{TimeDomain, Timestamp};
 use pinwheel_engine::timer::TimerError;
 
@@ -11,8 +15,12 @@ use pinwheel_engine::timer::TimerError;
 /// it with `?`.
 pub type FnError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The error type of sinks and custom sources: their own error, boxed.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Where in an operator's life an error happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Phase {
     /// `open`.
     Open,
@@ -41,7 +49,7 @@ impl fmt::Display for Phase {
     }
 }
 
-/// Errors that stop a pipeline, each naming the operator and shard where it happened.
+/// Errors that stop a pipeline, each naming where it happened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineError {
@@ -59,7 +67,7 @@ pub enum PipelineError {
         source: FnError,
     },
     /// A timer kept re-registering itself at the timestamp that was firing: Flink would loop forever
-    /// (SEMANTICS A1.10, S09); Pinwheel stops after a configurable number of re-fires.
+    /// (docs/semantics.md A1.10, S09); Pinwheel stops after a configurable number of re-fires.
     #[error(
         "operator `{operator}` on shard {shard}: the {domain} timer at {timestamp} for key {key} \
          was re-registered from its own on_timer and fired {refires} times in one advance; \
@@ -91,20 +99,110 @@ pub enum PipelineError {
         #[source]
         source: CapacityError,
     },
-    /// A thread of the pipeline panicked (a user function, most likely).
-    #[error("shard {shard} panicked: {message}")]
+    /// A sink failed.
+    #[error("the sink on shard {shard} failed: {source}")]
+    Sink {
+        /// The shard whose sink failed.
+        shard: usize,
+        /// The sink's error.
+        #[source]
+        source: SinkError,
+    },
+    /// A source failed.
+    #[error("the source on shard {shard} failed: {source}")]
+    Source {
+        /// The shard whose source failed.
+        shard: usize,
+        /// The source's error.
+        #[source]
+        source: SinkError,
+    },
+    /// A thread of the pipeline panicked: where it was known, in which operator and phase.
+    #[error("{}shard {shard} panicked{}: {message}", .operator.as_ref().map(|o| format!("operator `{o}` on ")).unwrap_or_default(), .phase.map(|p| format!(" in {p}")).unwrap_or_default())]
     Panicked {
+        /// The operator whose code was running, if known.
+        operator: Option<Arc<str>>,
         /// The shard.
         shard: usize,
+        /// What the operator was doing, if known.
+        phase: Option<Phase>,
         /// The panic message, if it was a string.
         message: String,
     },
     /// The pipeline's configuration is invalid.
     #[error("invalid pipeline configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// The operating system refused to start a thread of the pipeline.
+    #[error("cannot start thread `{thread}`: {message}")]
+    Spawn {
+        /// The thread's name.
+        thread: String,
+        /// The operating system's error.
+        message: String,
+    },
     /// The embedding program stopped the pipeline, or its output receiver went away.
     #[error("the pipeline was stopped before it finished")]
     Stopped,
+}
+
+impl PipelineError {
+    /// The error of a custom source on shard `shard`.
+    pub fn source(shard: usize, error: impl Into<SinkError>) -> Self {
+        PipelineError::Source { shard, source: error.into() }
+    }
+}
+
+/// What is wrong with a pipeline's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `Pipeline::shards(0)`: a pipeline needs at least one shard.
+    #[error("a pipeline needs at least one shard")]
+    NoShards,
+    /// The placement cannot run.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// The number of key groups is invalid, or smaller than the shard count.
+    #[error(transparent)]
+    KeyGroups(#[from] KeyGroupError),
+    /// The exchange's rings cannot be sized as asked.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// A way of running that needs one shard was asked of a pipeline with more.
+    #[error(
+        "{method} runs on the calling thread and needs Pipeline::shards(1); use run_sharded, \
+         for_each or into_channel for more shards"
+    )]
+    NeedsOneShard {
+        /// The method.
+        method: &'static str,
+    },
+    /// A stream added to a job comes from a pipeline with other settings.
+    #[error(
+        "a stream added to a job comes from a pipeline with other settings: build every stream of \
+         a job from the Pipeline given to Job::new"
+    )]
+    ForeignStream,
+    /// A side output was given two consumers.
+    #[error(
+        "side output {tag:?} has two consumers: read each side output through one stream or one \
+         callback"
+    )]
+    SideOutputConsumedTwice {
+        /// The side output's id.
+        tag: String,
+    },
+    /// A push source was run a second time (its queue belongs to the first run).
+    #[error("a push source can be run once: its queue was already taken by another run")]
+    PushSourceReused,
+    /// A setting of a custom source or sink is invalid.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Capacity limits of keyed operators.

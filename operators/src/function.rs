@@ -20,7 +20,7 @@ use crate::output::Collector;
 ///   `current_key()` are those of the element's key, or of the timer's key in `on_timer`.
 /// * All event-time timers `<= W` fire (in timestamp order; equal timestamps in registration
 ///   order) before the watermark `W` is forwarded, and timers registered from `on_timer` that are
-///   due at `W` fire in the same advance (SEMANTICS A1.10, A2.2).
+///   due at `W` fire in the same advance (docs/semantics.md A1.10, A2.2).
 /// * At the end of input the watermark `i64::MAX` fires every pending event-time timer; pending
 ///   processing-time timers are dropped unless [`EndOfInputTimers::Fire`](crate::EndOfInputTimers)
 ///   is set. Then `close` runs.

@@ -1,14 +1,16 @@
 //! Test harnesses for users' own functions, in the spirit of Flink's
-//! `KeyedOneInputStreamOperatorTestHarness` (STYLE.md section 7).
+//! `KeyedOneInputStreamOperatorTestHarness`.
 //!
-//! A harness runs the **same operator code as the engine** ([`KeyedOperator`]) on the current
-//! thread, with a manual processing-time clock that moves only when the test says so (no
-//! auto-advance) and event time that moves only through explicit watermarks. Outputs are kept in
-//! emission order with records and watermarks interleaved, as Flink's `getOutput()` does.
+//! A harness runs the **same operator code as the engine**, through the same entry points (the
+//! keyed operator on the engine's keyed backend, its batch pipeline and its chunked firing loop),
+//! on the current thread, with a manual processing-time clock that moves only when the test says
+//! so (no auto-advance) and event time that moves only through explicit watermarks. Outputs are
+//! kept in emission order with records and watermarks interleaved, as Flink's `getOutput()` does.
 //!
 //! After every input call the harness does what a shard does after a callback returns: it fires
 //! processing-time timers that are already due (a processing-time timer registered at or before
-//! the current processing time fires "as soon as the current callback returns", SEMANTICS A1.6).
+//! the current processing time fires "as soon as the current callback returns", docs/semantics.md
+//! A1.6).
 //!
 //! ```
 //! use pinwheel_operators::harness::KeyedHarness;
@@ -37,15 +39,20 @@
 //! );
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
+use pinwheel_engine::exchange::Message;
+use pinwheel_engine::keyed::{KeyedRecord, OperatorMetrics};
+use pinwheel_engine::keygroup::{KeyGroupError, KeyGroups};
 use pinwheel_engine::time::{TimeDomain, Timestamp};
 
 use crate::context::ShardInfo;
-use crate::error::PipelineError;
+use crate::error::{ConfigError, PipelineError};
 use crate::function::{KeyedProcessFunction, ProcessFunction};
+use crate::operator::{ADVANCE_CHUNK, KeyedInput, KeyedOperator, ProcessOperator};
 use crate::output::{OutputTag, StreamElement};
-use crate::runtime::{KeyedOperator, OperatorMetrics, ProcessOperator};
 use crate::semantics::Semantics;
 
 /// Settings of a harness.
@@ -55,6 +62,7 @@ pub struct HarnessBuilder {
     processing_time: Timestamp,
     name: String,
     shard: ShardInfo,
+    max_key_groups: u32,
 }
 
 impl Default for HarnessBuilder {
@@ -64,6 +72,7 @@ impl Default for HarnessBuilder {
             processing_time: 0,
             name: "process".to_string(),
             shard: ShardInfo { index: 0, count: 1 },
+            max_key_groups: 128,
         }
     }
 }
@@ -87,6 +96,12 @@ impl HarnessBuilder {
         self
     }
 
+    /// The number of key groups the keys are assigned to (default 128).
+    pub fn max_key_groups(mut self, n: u32) -> Self {
+        self.max_key_groups = n;
+        self
+    }
+
     /// Builds a keyed harness.
     pub fn keyed<F, KS>(
         self,
@@ -97,21 +112,29 @@ impl HarnessBuilder {
         F: KeyedProcessFunction,
         KS: FnMut(&F::In) -> F::Key,
     {
+        let key_groups = KeyGroups::new(self.max_key_groups)
+            .map_err(|e: KeyGroupError| PipelineError::from(ConfigError::from(e)))?;
         let op = KeyedOperator::new(
             function,
-            self.name,
+            Arc::from(self.name),
             self.shard,
             self.semantics,
             self.processing_time,
         )?;
-        Ok(KeyedHarness { op, key_selector, output: Vec::new() })
+        Ok(KeyedHarness {
+            op,
+            key_selector,
+            key_groups,
+            input: VecDeque::new(),
+            output: Vec::new(),
+        })
     }
 
     /// Builds a non-keyed harness.
     pub fn non_keyed<F: ProcessFunction>(self, function: F) -> Result<Harness<F>, PipelineError> {
         let op = ProcessOperator::new(
             function,
-            self.name,
+            Arc::from(self.name),
             self.shard,
             self.semantics,
             self.processing_time,
@@ -124,6 +147,9 @@ impl HarnessBuilder {
 pub struct KeyedHarness<F: KeyedProcessFunction, KS> {
     op: KeyedOperator<F>,
     key_selector: KS,
+    key_groups: KeyGroups,
+    /// The operator's input: one message at a time.
+    input: KeyedInput<F>,
     output: Vec<StreamElement<F::Out>>,
 }
 
@@ -148,9 +174,23 @@ where
         HarnessBuilder::default()
     }
 
+    /// Hands `message` to the operator and fires what it starts, to the end (the pipeline does
+    /// the same, a chunk of timers at a time).
+    fn deliver(&mut self, message: Message<F::Key, F::In>) -> Result<(), PipelineError> {
+        self.input.push_back(message);
+        self.op.process(&mut self.input, &mut self.output)?;
+        self.complete_advance()
+    }
+
+    fn complete_advance(&mut self) -> Result<(), PipelineError> {
+        while !self.op.continue_advance(ADVANCE_CHUNK, &mut self.output)? {}
+        Ok(())
+    }
+
+    /// What a shard does after a callback: fires the processing-time timers already due.
     fn after_callback(&mut self) -> Result<(), PipelineError> {
-        let now = self.op.current_processing_time();
-        self.op.advance_processing_time(now, &mut self.output)
+        let now = self.op.backend().processing_time();
+        self.set_processing_time(now)
     }
 
     /// Processes an element with a timestamp (`h.process_element(v, 5)`) or without one
@@ -161,36 +201,44 @@ where
         timestamp: impl Into<Option<Timestamp>>,
     ) -> Result<(), PipelineError> {
         let key = (self.key_selector)(&value);
-        self.op.process_element(key, value, timestamp.into(), &mut self.output)?;
+        let record = KeyedRecord::new(key, value, timestamp.into(), &self.key_groups);
+        self.deliver(Message::Record(record))?;
         self.after_callback()
     }
 
     /// Processes a watermark: fires event-time timers `<= watermark`, then forwards it. A watermark
     /// that does not advance is dropped (and counted), as at an operator input.
     pub fn process_watermark(&mut self, watermark: Timestamp) -> Result<(), PipelineError> {
-        self.op.process_watermark(watermark, &mut self.output)?;
+        self.deliver(Message::Watermark(watermark))?;
         self.after_callback()
     }
 
     /// Marks the input idle: an idle status is forwarded.
     pub fn mark_idle(&mut self) {
-        self.op.process_idle(&mut self.output);
+        self.input.push_back(Message::Idle);
+        // An idle marker runs no user code: it cannot fail.
+        let _ = self.op.process(&mut self.input, &mut self.output);
     }
 
     /// Sets processing time (never backwards) and fires processing-time timers `<= t`.
     pub fn set_processing_time(&mut self, t: Timestamp) -> Result<(), PipelineError> {
-        self.op.advance_processing_time(t, &mut self.output)
+        self.op.begin_processing_time(t);
+        self.complete_advance()
     }
 
     /// Moves processing time forward by `delta` milliseconds.
     pub fn advance_processing_time(&mut self, delta: i64) -> Result<(), PipelineError> {
-        let t = self.op.current_processing_time().saturating_add(delta);
+        let t = self.op.backend().processing_time().saturating_add(delta);
         self.set_processing_time(t)
     }
 
     /// Ends the input: the final watermark, the end-of-input processing-time rule, `close`.
+    /// Later calls do nothing.
     pub fn end_input(&mut self) -> Result<(), PipelineError> {
-        self.op.end_of_input(&mut self.output)
+        if self.op.is_finished() {
+            return Ok(());
+        }
+        self.deliver(Message::End)
     }
 
     /// Everything emitted on the main output since the last `take_output`, in emission order.
@@ -214,7 +262,7 @@ where
     }
 
     /// Declares the side output `tag`, so that it receives every watermark and idle status from
-    /// now on, even before its first record (SEMANTICS A2.10: in a Flink job every side-output edge
+    /// now on, even before its first record (docs/semantics.md A2.10: in a Flink job every side-output edge
     /// exists from the start). A side output that is not declared exists from its first record.
     pub fn declare_side_output<T: 'static>(&mut self, tag: &OutputTag<T>) {
         self.op.side_outputs().declare(tag);
@@ -222,32 +270,37 @@ where
 
     /// Pending event-time timers, all keys.
     pub fn num_event_time_timers(&self) -> usize {
-        self.op.num_event_time_timers()
+        self.op.backend().num_timers(TimeDomain::EventTime)
     }
 
     /// Pending processing-time timers, all keys.
     pub fn num_processing_time_timers(&self) -> usize {
-        self.op.num_processing_time_timers()
+        self.op.backend().num_timers(TimeDomain::ProcessingTime)
     }
 
     /// (state, key) pairs holding a value.
     pub fn num_keyed_state_entries(&self) -> usize {
-        self.op.num_keyed_state_entries()
+        self.op.backend().num_state_entries()
+    }
+
+    /// Distinct keys seen.
+    pub fn num_keys(&self) -> usize {
+        self.op.backend().num_keys()
     }
 
     /// The pending timers of `key` in `domain`, ascending.
     pub fn registered_timers(&self, key: &F::Key, domain: TimeDomain) -> Vec<Timestamp> {
-        self.op.timers_of(key, domain)
+        self.op.backend().timers_of(key, domain)
     }
 
     /// The operator's watermark.
     pub fn current_watermark(&self) -> Timestamp {
-        self.op.current_watermark()
+        self.op.backend().watermark()
     }
 
     /// The operator's processing time.
     pub fn current_processing_time(&self) -> Timestamp {
-        self.op.current_processing_time()
+        self.op.backend().processing_time()
     }
 
     /// The operator's counters.
@@ -255,9 +308,9 @@ where
         self.op.metrics()
     }
 
-    /// The operator itself.
-    pub fn operator(&self) -> &KeyedOperator<F> {
-        &self.op
+    /// Approximate heap bytes held by the operator's keys, timers and state.
+    pub fn memory_bytes(&self) -> usize {
+        self.op.backend().memory_bytes()
     }
 
     /// The user function.

@@ -65,7 +65,7 @@ impl<T> StreamElement<T> {
 
 /// The main output of a process function.
 ///
-/// Records collected here carry the timestamp Flink gives them (SEMANTICS A1.13): the input
+/// Records collected here carry the timestamp Flink gives them (docs/semantics.md A1.13): the input
 /// element's timestamp in `process_element`, the timer's timestamp in an event-time `on_timer`, and
 /// none in a processing-time `on_timer`.
 pub struct Collector<'a, O> {
@@ -178,7 +178,7 @@ fn push_idle<T: 'static>(buf: &mut dyn Any) {
 ///
 /// A side-output record costs a lookup by tag and a type check (a few comparisons): side outputs are
 /// meant for the rarer records (late data, alerts); the main output is the typed fast path.
-/// Watermarks reach every side output that exists when they are forwarded (SEMANTICS A2.10); a
+/// Watermarks reach every side output that exists when they are forwarded (docs/semantics.md A2.10); a
 /// consumer that needs all of them declares its tag up front with [`SideOutputs::declare`].
 #[derive(Default)]
 pub struct SideOutputs {

@@ -1,6 +1,6 @@
 //! Where Pinwheel may differ from Flink, and the settings that choose.
 //!
-//! The defaults match Flink (SEMANTICS.md) except where Pinwheel deliberately does better; every
+//! The defaults match Flink (docs/semantics.md) except where Pinwheel deliberately does better; every
 //! such difference has a Flink-compatible setting, and [`Semantics::flink`] selects all of them.
 //!
 //! | topic | default | Flink |
@@ -15,7 +15,7 @@ use pinwheel_engine::time::{MIN_WATERMARK, TimeDomain, Timestamp};
 /// What happens to pending processing-time timers when the input ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EndOfInputTimers {
-    /// Drop them, as Flink does (SEMANTICS A6.3). The number dropped is in the operator metrics.
+    /// Drop them, as Flink does (docs/semantics.md A6.3). The number dropped is in the operator metrics.
     #[default]
     Drop,
     /// Fire every pending processing-time timer, in timestamp order, after the final watermark
@@ -26,7 +26,7 @@ pub enum EndOfInputTimers {
 /// Which timestamp side-output records carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SideOutputTimestamps {
-    /// The same rule as the main output (SEMANTICS A9.6): the element's timestamp or none, the
+    /// The same rule as the main output (docs/semantics.md A9.6): the element's timestamp or none, the
     /// timer's timestamp for event-time timers, none for processing-time timers.
     #[default]
     SameAsMain,
@@ -37,6 +37,7 @@ pub enum SideOutputTimestamps {
 
 /// The semantic settings of an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Semantics {
     /// Pending processing-time timers at end of input. Default: [`EndOfInputTimers::Drop`].
     pub end_of_input_timers: EndOfInputTimers,
@@ -86,24 +87,30 @@ impl Semantics {
         self.max_timer_refires = v;
         self
     }
+}
 
-    /// The side-output timestamp for a record processed with `timestamp`.
-    pub(crate) fn side_ts_for_element(&self, timestamp: Option<Timestamp>) -> Option<Timestamp> {
-        match self.side_output_timestamps {
-            SideOutputTimestamps::SameAsMain => timestamp,
-            SideOutputTimestamps::Flink => Some(timestamp.unwrap_or(MIN_WATERMARK)),
-        }
-    }
+/// What a callback runs for, which decides the timestamp of its side-output records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A record.
+    Element,
+    /// A timer of this domain.
+    Timer(TimeDomain),
+}
 
-    /// The side-output timestamp for a timer firing at `timestamp` in `domain`.
-    pub(crate) fn side_ts_for_timer(
-        &self,
-        timestamp: Timestamp,
-        domain: TimeDomain,
-    ) -> Option<Timestamp> {
-        match (self.side_output_timestamps, domain) {
-            (SideOutputTimestamps::SameAsMain, TimeDomain::ProcessingTime) => None,
-            _ => Some(timestamp),
+impl SideOutputTimestamps {
+    /// The timestamp of a side-output record emitted by a callback for `origin` whose timestamp
+    /// (the element's, or the timer's) is `timestamp`. Computed when a side record is emitted,
+    /// not for every callback.
+    #[inline]
+    pub(crate) fn of(self, origin: Origin, timestamp: Option<Timestamp>) -> Option<Timestamp> {
+        match (self, origin) {
+            (SideOutputTimestamps::SameAsMain, Origin::Element) => timestamp,
+            (SideOutputTimestamps::Flink, Origin::Element) => {
+                Some(timestamp.unwrap_or(MIN_WATERMARK))
+            }
+            (SideOutputTimestamps::SameAsMain, Origin::Timer(TimeDomain::ProcessingTime)) => None,
+            (_, Origin::Timer(_)) => timestamp,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pinwheel_operators::pipeline::{Pipeline, WatermarkStrategy, splitmix64};
+use pinwheel_operators::pipeline::{Pipeline, WatermarkStrategy};
 use pinwheel_operators::{
     Collector, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
     OnTimerContext, OpenContext, Timestamp, ValueState, ValueStateDescriptor,
@@ -145,4 +145,12 @@ fn keyed_output_keyed_again_is_independent_of_the_shard_count() {
         assert_eq!(got.len(), out.len(), "one result per region and window, on {shards} shards");
         assert_eq!(got, expected, "on {shards} shards");
     }
+}
+
+/// splitmix64 (wrapping arithmetic): a fixed-seed mix for test data.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -1,9 +1,9 @@
-//! SEMANTICS.md Part A, rule by rule, for one-input operators and the pipeline; the README's
+//! docs/semantics.md Part A, rule by rule, for one-input operators and the pipeline; the README's
 //! deliberate differences from Flink (each default and its Flink-compatible setting); and bad input.
 //!
 //! Every test asserts exact outputs — records with their timestamps, watermarks, idle markers, in
 //! order — and, where the rule is about counting, the exact operator metrics. Tests are named after
-//! the rule they check (`a1_06_...` is SEMANTICS A1.6). Operator-level rules run through the test
+//! the rule they check (`a1_06_...` is docs/semantics.md A1.6). Operator-level rules run through the test
 //! harness ([`KeyedHarness`], [`Harness`]) with its manual processing-time clock; rules about
 //! watermark generation and the end of input through a source run through the pipeline
 //! (`Pipeline::new().shards(1)...collect_elements()`), with a [`ManualClock`] for processing time
@@ -45,8 +45,8 @@ use pinwheel_engine::state::StateRegistry;
 use pinwheel_engine::watermark::WatermarkValve;
 use pinwheel_operators::harness::{Harness, HarnessBuilder, KeyedHarness};
 use pinwheel_operators::pipeline::{
-    BoundedOutOfOrderness, BuildContext, ElementSink, Pipeline, Poll, PollContext, Stream,
-    StreamPlan, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
+    BoundedOutOfOrderness, BuildContext, ElementSink, Pipeline, Stage, StagePlan, Status, Turn,
+    WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };
 use pinwheel_operators::{
     Collector, Context, EndOfInputTimers, FnError, KeyedProcessFunction, MAX_WATERMARK,
@@ -61,7 +61,7 @@ const MAX: Timestamp = i64::MAX;
 
 // --- Rendering ------------------------------------------------------------------------------------
 
-/// A timestamp as SEMANTICS.md writes it, with names for the values next to the ends.
+/// A timestamp as docs/semantics.md writes it, with names for the values next to the ends.
 fn t(ts: Timestamp) -> String {
     match ts {
         MIN => "MIN".into(),
@@ -329,12 +329,12 @@ struct ScriptStream<T> {
     ended: bool,
 }
 
-impl<T: Send + 'static> StreamPlan for Script<T> {
+impl<T: Send + 'static> StagePlan for Script<T> {
     type Item = T;
-    type Stream = ScriptStream<T>;
+    type Stage = ScriptStream<T>;
 
     fn build(&self, cx: &BuildContext) -> Result<ScriptStream<T>, PipelineError> {
-        let steps = match cx.shard.index {
+        let steps = match cx.shard().index {
             0 => self.steps.lock().unwrap().take().unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -342,24 +342,19 @@ impl<T: Send + 'static> StreamPlan for Script<T> {
     }
 }
 
-impl<T> Stream for ScriptStream<T> {
+impl<T> Stage for ScriptStream<T> {
     type Item = T;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<T>, PipelineError> {
-        loop {
-            let Some(step) = self.steps.pop_front() else {
-                if self.ended {
-                    return Ok(Poll::Done);
-                }
-                self.ended = true;
-                return Ok(Poll::Ready(StreamElement::Watermark(MAX_WATERMARK)));
-            };
-            return Ok(match step {
-                Step::Rec(value, timestamp) => {
-                    Poll::Ready(StreamElement::Record { value, timestamp })
-                }
-                Step::Wm(w) => Poll::Ready(StreamElement::Watermark(w)),
-                Step::Pending => Poll::Pending,
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<T>>,
+    ) -> Result<Status, PipelineError> {
+        while let Some(step) = self.steps.pop_front() {
+            match step {
+                Step::Rec(value, timestamp) => out.push(StreamElement::Record { value, timestamp }),
+                Step::Wm(w) => out.push(StreamElement::Watermark(w)),
+                Step::Pending => return Ok(Status::Idle),
                 Step::Clock(at) => {
                     if cx.now() >= at {
                         continue;
@@ -367,10 +362,15 @@ impl<T> Stream for ScriptStream<T> {
                     // Let the loop turn: the next turn reads the clock, and the stages see it.
                     self.clock.set(at);
                     self.steps.push_front(Step::Clock(at));
-                    Poll::Yield
+                    return Ok(Status::Busy);
                 }
-            });
+            }
         }
+        if !self.ended {
+            self.ended = true;
+            out.push(StreamElement::Watermark(MAX_WATERMARK));
+        }
+        Ok(Status::Done)
     }
 }
 
@@ -1632,6 +1632,84 @@ fn a6_04_an_event_time_timer_registered_after_max_never_fires() {
     assert_eq!(out, ["WM(MAX)", "E a et:5@7"]);
 }
 
+/// The everyday periodic timer: `on_timer` emits and re-arms `t.saturating_add(period)`, without
+/// looking at the watermark. The final watermark `MAX` fires the whole chain (as Flink does,
+/// S20); once it saturates, the timer fires at `MAX` and re-arms `MAX` again, which would fire
+/// again at once, forever (a `TimerLoop` error after 10,000 re-fires). That one re-registration is
+/// dropped and counted, and the job ends.
+struct Periodic {
+    period: i64,
+}
+
+impl KeyedProcessFunction for Periodic {
+    type Key = &'static str;
+    type In = In;
+    type Out = String;
+
+    fn process_element(
+        &mut self,
+        _: In,
+        ctx: &mut Context<'_, &'static str>,
+        _: &mut Collector<'_, String>,
+    ) -> Result<(), FnError> {
+        let ts = ctx.timestamp().unwrap_or(0);
+        ctx.timer_service().register_event_time_timer(ts.saturating_add(self.period))?;
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut OnTimerContext<'_, &'static str>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), FnError> {
+        out.collect(format!("T {} {}", ctx.current_key(), pinwheel_engine::time::display_ts(t)));
+        ctx.timer_service().register_event_time_timer(t.saturating_add(self.period))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn end_of_time_a_periodic_timer_re_arming_max_is_dropped_and_counted() {
+    let start = MAX - 10_000;
+    let expected = vec![
+        format!("T a {}", MAX - 7_000),
+        format!("T a {}", MAX - 4_000),
+        format!("T a {}", MAX - 1_000),
+        "T a MAX".to_string(),
+    ];
+    let mut h = HarnessBuilder::default().keyed(Periodic { period: 3_000 }, key as KeyFn).unwrap();
+    h.process_element(("a", ""), start).unwrap();
+    h.end_input().unwrap();
+    let values: Vec<String> = h.output_values().into_iter().cloned().collect();
+    assert_eq!(values, expected);
+    assert_eq!(h.metrics().timers_dropped_at_end_of_time, 1);
+    assert_eq!(h.metrics().event_timers_fired, 4);
+    assert_eq!(h.num_event_time_timers(), 0);
+    // The same job through a pipeline, on one and two shards, ends without an error.
+    for shards in [1, 2] {
+        let got = Pipeline::new()
+            .shards(shards)
+            .from_elements(vec![StreamElement::record(("a", ""), start)])
+            .key_by(key)
+            .process(|| Periodic { period: 3_000 })
+            .collect()
+            .unwrap();
+        assert_eq!(got, expected, "{shards} shards");
+    }
+    // A watermark `MAX` is the end of event time whether or not the input has ended: the same.
+    let mut h = HarnessBuilder::default().keyed(Periodic { period: 3_000 }, key as KeyFn).unwrap();
+    h.process_element(("a", ""), start).unwrap();
+    h.process_watermark(MAX).unwrap();
+    assert_eq!(h.metrics().timers_dropped_at_end_of_time, 1);
+    assert_eq!(h.output_values().len(), 4);
+    // Re-registering a timestamp below MAX from its own timer is still the loop it is.
+    let mut h = loop_harness(looping(None), Semantics::default());
+    h.process_element(("a", "et"), MAX - 1).unwrap();
+    let e = h.process_watermark(MAX).unwrap_err();
+    assert!(matches!(e, PipelineError::TimerLoop { timestamp, .. } if timestamp == MAX - 1));
+}
+
 // =================================================================================================
 // A7.1 Side outputs
 // =================================================================================================
@@ -2342,7 +2420,7 @@ fn panicking() -> impl KeyedProcessFunction<Key = &'static str, In = In, Out = S
 #[test]
 fn bad_input_a_panicking_function_is_reported_not_an_abort() {
     let is_panic = |r: Result<Vec<String>, PipelineError>, want: &str| match r {
-        Err(PipelineError::Panicked { message, shard }) => {
+        Err(PipelineError::Panicked { message, shard, .. }) => {
             assert_eq!(message, want);
             shard
         }

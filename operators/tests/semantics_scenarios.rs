@@ -1,4 +1,4 @@
-//! SEMANTICS.md Part B, the one-input scenarios, run through the test harness with their exact
+//! docs/semantics.md Part B, the one-input scenarios, run through the test harness with their exact
 //! expected outputs (verified on Flink 1.20.5 and 2.3.0).
 //!
 //! Test families and what each guards against:
@@ -12,7 +12,7 @@
 //!   aggregating semantics.
 //! * T1–T5 — state TTL with a manual clock.
 //!
-//! Groups marked {unordered} in SEMANTICS.md (equal timestamps across keys) are compared as sets.
+//! Groups marked {unordered} in docs/semantics.md (equal timestamps across keys) are compared as sets.
 
 use pinwheel_operators::harness::KeyedHarness;
 use pinwheel_operators::{
@@ -24,7 +24,7 @@ use pinwheel_operators::{
 
 type In = (String, String);
 
-/// One input step, in SEMANTICS.md's notation.
+/// One input step, in docs/semantics.md's notation.
 enum Step {
     E(&'static str, Timestamp, &'static str),
     W(Timestamp),

@@ -1,6 +1,6 @@
 //! Multi-shard behaviour that does not depend on timing:
 //! * `lagging_partition_holds_the_shard_watermark_at_the_minimum` — the watermark a keyed function
-//!   sees on any shard is the minimum over all source partitions (SEMANTICS A2.4), however far ahead
+//!   sees on any shard is the minimum over all source partitions (docs/semantics.md A2.4), however far ahead
 //!   the other partition is.
 //! * `slow_sink_bounds_how_far_the_source_runs_ahead` — bounded rings and channels are
 //!   backpressure: with a slow consumer the source is never more than a fixed number of records
@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use pinwheel_operators::pipeline::{BuildContext, Pipeline, Poll, PollContext, Stream, StreamPlan};
+use pinwheel_operators::pipeline::{BATCH, BuildContext, Pipeline, Stage, StagePlan, Status, Turn};
 use pinwheel_operators::{
-    Collector, Context, FnError, PipelineError, StreamElement, Timestamp, process_fn,
+    Collector, Context, FnError, PipelineError, SinkError, StreamElement, Timestamp, process_fn,
 };
 
 /// Partition 0 races ahead (watermark 1000); partition 1 stays at watermark 10 until released.
@@ -27,32 +27,39 @@ struct LaggingPartition {
     release: Arc<AtomicBool>,
 }
 
-impl StreamPlan for Lagging {
+impl StagePlan for Lagging {
     type Item = (u64, Timestamp);
-    type Stream = LaggingPartition;
+    type Stage = LaggingPartition;
     fn build(&self, cx: &BuildContext) -> Result<LaggingPartition, PipelineError> {
-        Ok(LaggingPartition { shard: cx.shard.index, step: 0, release: self.release.clone() })
+        Ok(LaggingPartition { shard: cx.shard().index, step: 0, release: self.release.clone() })
     }
 }
 
-impl Stream for LaggingPartition {
+impl Stage for LaggingPartition {
     type Item = (u64, Timestamp);
-    fn poll_next(&mut self, _: &mut PollContext) -> Result<Poll<(u64, Timestamp)>, PipelineError> {
-        self.step += 1;
-        let e = match (self.shard, self.step) {
-            (0, 1) => StreamElement::Watermark(1000),
-            (0, s @ 2..=41) => StreamElement::record((u64::from(s), 2000), 2000),
-            (1, 1) => StreamElement::Watermark(10),
-            (1, s @ 2..=41) => StreamElement::record((u64::from(s) + 100, 20), 20),
-            (1, 42) if !self.release.load(Ordering::Acquire) => {
-                self.step -= 1;
-                return Ok(Poll::Pending);
-            }
-            (_, s) if s <= 42 => return Ok(Poll::Yield),
-            (_, 43) => StreamElement::Watermark(i64::MAX),
-            _ => return Ok(Poll::Done),
-        };
-        Ok(Poll::Ready(e))
+    fn pull(
+        &mut self,
+        _: &mut Turn,
+        out: &mut Vec<StreamElement<(u64, Timestamp)>>,
+    ) -> Result<Status, PipelineError> {
+        for _ in 0..BATCH {
+            self.step += 1;
+            let e = match (self.shard, self.step) {
+                (0, 1) => StreamElement::Watermark(1000),
+                (0, s @ 2..=41) => StreamElement::record((u64::from(s), 2000), 2000),
+                (1, 1) => StreamElement::Watermark(10),
+                (1, s @ 2..=41) => StreamElement::record((u64::from(s) + 100, 20), 20),
+                (1, 42) if !self.release.load(Ordering::Acquire) => {
+                    self.step -= 1;
+                    return Ok(Status::Idle);
+                }
+                (_, s) if s <= 42 => return Ok(Status::Busy),
+                (_, 43) => StreamElement::Watermark(i64::MAX),
+                _ => return Ok(Status::Done),
+            };
+            out.push(e);
+        }
+        Ok(Status::Busy)
     }
 }
 
@@ -115,7 +122,7 @@ fn watermark_alignment_holds_back_a_partition_that_runs_ahead() {
     let first: Vec<(u64, Timestamp)> = (0..40).map(|_| running.recv().unwrap()).collect();
     assert!(first.iter().all(|&(_, ts)| ts == 20), "partition 0 ran ahead: {first:?}");
     assert!(
-        running.receiver().recv_timeout(std::time::Duration::from_millis(200)).is_err(),
+        running.recv_timeout(std::time::Duration::from_millis(200)).is_err(),
         "a record of the partition that is ahead came through"
     );
     release.store(true, Ordering::Release);
@@ -140,13 +147,13 @@ struct CountingPartition {
     done: bool,
 }
 
-impl StreamPlan for Counting {
+impl StagePlan for Counting {
     type Item = u64;
-    type Stream = CountingPartition;
+    type Stage = CountingPartition;
     fn build(&self, cx: &BuildContext) -> Result<CountingPartition, PipelineError> {
         Ok(CountingPartition {
-            next: cx.shard.index as u64,
-            step: cx.shard.count as u64,
+            next: cx.shard().index as u64,
+            step: cx.shard().count as u64,
             end: self.events,
             emitted: self.emitted.clone(),
             done: false,
@@ -154,20 +161,27 @@ impl StreamPlan for Counting {
     }
 }
 
-impl Stream for CountingPartition {
+impl Stage for CountingPartition {
     type Item = u64;
-    fn poll_next(&mut self, _: &mut PollContext) -> Result<Poll<u64>, PipelineError> {
-        if self.next < self.end {
+    fn pull(
+        &mut self,
+        _: &mut Turn,
+        out: &mut Vec<StreamElement<u64>>,
+    ) -> Result<Status, PipelineError> {
+        for _ in 0..BATCH {
+            if self.next >= self.end {
+                if !self.done {
+                    self.done = true;
+                    out.push(StreamElement::Watermark(i64::MAX));
+                }
+                return Ok(Status::Done);
+            }
             let i = self.next;
             self.next += self.step;
             self.emitted.fetch_add(1, Ordering::Relaxed);
-            return Ok(Poll::Ready(StreamElement::record(i, i as i64)));
+            out.push(StreamElement::record(i, i as i64));
         }
-        if self.done {
-            return Ok(Poll::Done);
-        }
-        self.done = true;
-        Ok(Poll::Ready(StreamElement::Watermark(i64::MAX)))
+        Ok(Status::Busy)
     }
 }
 
@@ -295,7 +309,7 @@ fn a_timer_burst_streams_its_outputs_in_chunks() {
         outputs: u64,
     }
     impl Sink<u64> for FirstSeen {
-        fn write(&mut self, e: StreamElement<u64>) -> Result<(), PipelineError> {
+        fn write(&mut self, e: StreamElement<u64>) -> Result<(), SinkError> {
             if let StreamElement::Record { .. } = e {
                 self.at_first.get_or_insert(self.fired.load(Ordering::Relaxed));
                 self.outputs += 1;
@@ -323,4 +337,98 @@ fn a_timer_burst_streams_its_outputs_in_chunks() {
         at_first <= 4_096,
         "{at_first} timers had fired before the first output reached the sink"
     );
+}
+
+/// A panic names the operator and the phase it happened in, as a returned error does: in
+/// `process_element`, in `on_timer`, and in a sink (no operator then).
+#[test]
+fn a_panic_names_the_operator_shard_and_phase() {
+    for shards in [1, 2] {
+        let err = Pipeline::new()
+            .shards(shards)
+            .from_iter(0..1000u64)
+            .key_by(|i: &u64| *i)
+            .process(|| {
+                process_fn(|i: u64, _: &mut Context<'_, u64>, _: &mut Collector<'_, u64>| {
+                    assert!(i != 500, "record 500 is cursed");
+                    Ok::<(), FnError>(())
+                })
+            })
+            .name("validate")
+            .collect()
+            .unwrap_err();
+        match err {
+            PipelineError::Panicked { operator, phase, message, .. } => {
+                assert_eq!(operator.as_deref(), Some("validate"));
+                assert_eq!(phase, Some(pinwheel_operators::Phase::ProcessElement));
+                assert!(message.contains("cursed"), "{message}");
+            }
+            other => panic!("unexpected error: {other}"),
+        }
+        let err = Pipeline::new()
+            .shards(shards)
+            .from_elements((0..100u64).map(|i| StreamElement::record(i, 10)))
+            .key_by(|i: &u64| *i)
+            .process(|| {
+                process_fn(|_: u64, ctx: &mut Context<'_, u64>, _: &mut Collector<'_, u64>| {
+                    ctx.timer_service().register_event_time_timer(20)?;
+                    Ok::<(), FnError>(())
+                })
+                .on_timer(|_, _, _| panic!("the timer is cursed"))
+            })
+            .name("timers")
+            .collect()
+            .unwrap_err();
+        match err {
+            PipelineError::Panicked { operator, phase, .. } => {
+                assert_eq!(operator.as_deref(), Some("timers"));
+                assert_eq!(
+                    phase,
+                    Some(pinwheel_operators::Phase::OnTimer(
+                        pinwheel_operators::TimeDomain::EventTime
+                    ))
+                );
+            }
+            other => panic!("unexpected error: {other}"),
+        }
+        #[derive(Debug)]
+        struct Cursed;
+        impl pinwheel_operators::pipeline::Sink<u64> for Cursed {
+            fn write(&mut self, _: StreamElement<u64>) -> Result<(), SinkError> {
+                panic!("the sink is cursed")
+            }
+        }
+        let err =
+            Pipeline::new().shards(shards).from_iter(0..10u64).run_sharded(|_| Cursed).unwrap_err();
+        match err {
+            PipelineError::Panicked { operator, phase, .. } => {
+                assert_eq!(operator, None);
+                assert_eq!(phase, Some(pinwheel_operators::Phase::Sink));
+            }
+            other => panic!("unexpected error: {other}"),
+        }
+    }
+}
+
+/// A sink's own error comes back as `PipelineError::Sink`, naming the shard.
+#[test]
+fn a_sink_error_is_returned_with_its_shard() {
+    #[derive(Debug)]
+    struct Full;
+    impl pinwheel_operators::pipeline::Sink<u64> for Full {
+        fn write(&mut self, e: StreamElement<u64>) -> Result<(), SinkError> {
+            match e {
+                StreamElement::Record { value: 7, .. } => Err("disk full".into()),
+                _ => Ok(()),
+            }
+        }
+    }
+    let err = Pipeline::new().shards(1).from_iter(0..10u64).run_sharded(|_| Full).unwrap_err();
+    match err {
+        PipelineError::Sink { shard, source } => {
+            assert_eq!(shard, 0);
+            assert_eq!(source.to_string(), "disk full");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
 }

@@ -20,12 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pinwheel_operators::pipeline::{
-    DEFAULT_BRANCH_BUFFER, Job, Pipeline, Sink, WatermarkStrategy, splitmix64,
+    Job, Pipeline, Sink, WatermarkStrategy, defaults::DEFAULT_BRANCH_BUFFER,
 };
 use pinwheel_operators::{
-    Collector, Context, FnError, KeyedProcessFunction, MAX_WATERMARK, MapState, MapStateDescriptor,
-    OnTimerContext, OpenContext, OutputTag, PipelineError, ProcessContext, ProcessFunction,
-    Semantics, ShardInfo, StreamElement, Timestamp, ValueState, ValueStateDescriptor, process_fn,
+    Collector, ConfigError, Context, FnError, KeyedProcessFunction, MAX_WATERMARK, MapState,
+    MapStateDescriptor, OnTimerContext, OpenContext, OutputTag, PipelineError, ProcessContext,
+    ProcessFunction, Semantics, ShardInfo, SinkError, StreamElement, Timestamp, ValueState,
+    ValueStateDescriptor, process_fn,
 };
 
 /// (key, timestamp, value).
@@ -262,7 +263,7 @@ impl ProcessFunction for Parity {
 struct Elements<T>(Vec<StreamElement<T>>);
 
 impl<T> Sink<T> for Elements<T> {
-    fn write(&mut self, e: StreamElement<T>) -> Result<(), PipelineError> {
+    fn write(&mut self, e: StreamElement<T>) -> Result<(), SinkError> {
         self.0.push(e);
         Ok(())
     }
@@ -312,7 +313,7 @@ fn a_non_keyed_stage_shares_its_outputs() {
     );
 
     // Records without a timestamp: none on the side output by default, `i64::MIN` with Flink's
-    // rule (SEMANTICS A1.13).
+    // rule (docs/semantics.md A1.13).
     for (semantics, expected) in
         [(Semantics::default(), None), (Semantics::flink(), Some(i64::MIN))]
     {
@@ -332,7 +333,7 @@ struct Slow {
 }
 
 impl<T> Sink<T> for Slow {
-    fn write(&mut self, e: StreamElement<T>) -> Result<(), PipelineError> {
+    fn write(&mut self, e: StreamElement<T>) -> Result<(), SinkError> {
         if let StreamElement::Record { .. } = e {
             let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
             if n % self.every == 0 {
@@ -441,7 +442,10 @@ fn a_side_output_alone_and_two_consumers_of_one_tag() {
     let mut job = Job::new(&pipeline);
     job.collect(split.side_output_stream(&odd()));
     match job.run() {
-        Err(PipelineError::Config(m)) => assert!(m.contains("two consumers"), "{m}"),
+        Err(PipelineError::Config(e)) => {
+            assert!(matches!(e, ConfigError::SideOutputConsumedTwice { .. }), "{e}");
+            assert!(e.to_string().contains("two consumers"), "{e}");
+        }
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
@@ -492,4 +496,12 @@ fn a_running_job_drains_or_stops() {
         assert!(matches!(running.cancel(), Err(PipelineError::Stopped)));
         assert!(input.push(5).is_err());
     }
+}
+
+/// splitmix64 (wrapping arithmetic): a fixed-seed mix for test data.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

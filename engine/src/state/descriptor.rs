@@ -104,7 +104,7 @@ pub trait AggregateFunction {
 macro_rules! descriptor_common {
     ($ty:ident < $($p:ident),* >) => {
         impl<$($p),*> $ty<$($p),*> {
-            /// Gives the state a time-to-live (SEMANTICS.md A3.10). A config whose update type is
+            /// Gives the state a time-to-live (docs/semantics.md A3.10). A config whose update type is
             /// [`UpdateType::Disabled`](super::UpdateType::Disabled) means no TTL.
             pub fn with_ttl(mut self, ttl: StateTtlConfig) -> Self {
                 self.ttl = Some(ttl);

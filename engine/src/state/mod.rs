@@ -1,5 +1,5 @@
 //! Keyed state: typed columns indexed by key id, with Flink's state kinds and TTL
-//! (SEMANTICS.md A3, DESIGN.md layer 6).
+//! (docs/semantics.md A3, docs/architecture.md layer 6).
 //!
 //! Each keyed operator instance (one user function on one shard) owns a [`StateRegistry`]. Every
 //! state the function registers in `open` becomes a **column**: a vector indexed by the dense

@@ -1,4 +1,4 @@
-//! State time-to-live: Flink's `StateTtlConfig` (SEMANTICS.md A3.10) and the expiry rules every
+//! State time-to-live: Flink's `StateTtlConfig` (docs/semantics.md A3.10) and the expiry rules every
 //! column applies.
 
 use std::time::Duration;
@@ -30,7 +30,7 @@ pub enum StateVisibility {
     ReturnExpiredIfNotCleanedUp,
 }
 
-/// Time-to-live for keyed state, as Flink's `StateTtlConfig` (SEMANTICS.md A3.10).
+/// Time-to-live for keyed state, as Flink's `StateTtlConfig` (docs/semantics.md A3.10).
 ///
 /// * **Time base**: processing time only, the `now` of the access's
 ///   [`StateScope`](super::StateScope) (the harness's manual clock in tests).

@@ -41,7 +41,7 @@ impl<T> ErasedColumn for ValueColumn<T> {
 }
 
 /// One value per key (Flink's `ValueState`): absent until written, absent again after
-/// [`clear`](Self::clear) or `set(None)` (SEMANTICS.md A3.2).
+/// [`clear`](Self::clear) or `set(None)` (docs/semantics.md A3.2).
 ///
 /// Get a bound handle from [`StateRegistry::value_state`](super::StateRegistry::value_state) (in a
 /// process function: `ctx.value_state(..)` in `open`). `Default` makes an **unbound** placeholder,

@@ -1,12 +1,18 @@
-//! Jobs: several streams of one pipeline, each into its own sinks, in one run on the same shards.
+//! Jobs: streams of one pipeline, each into its own sinks, run together on the same shards — the
+//! one way every pipeline runs.
 //!
-//! A [`Job`] has *roots*: each a [`DataStream`] with a per-shard sink factory
-//! ([`Job::sink`], [`Job::collect`], [`Job::channel`]). Every shard builds every root (branches of
-//! a shared stage find the shard's one instance of it, see [`side`](super::side)) and its loop
-//! polls the roots in turn, each for a bounded number of elements per turn, so that a root that
-//! waits (for input, for a full branch buffer, for a full exchange ring) never keeps the others
-//! from running. The roots' chains stay monomorphized: a root costs one dynamic call per turn, not
-//! per record. The loop idles (spin, yield, short sleeps) only when no root has anything to do.
+//! A [`Job`] has *roots*: each a [`DataStream`] with a per-shard sink factory ([`Job::sink`],
+//! [`Job::collect`], [`Job::channel`]). Every shard builds every root (branches of a shared stage
+//! find the shard's one instance of it, see [`side`](super::side)) and the shard's driver gives
+//! each root a turn in every loop turn: the root pulls a batch from its chain and writes it into
+//! its sink. A root that waits (for input, for a full branch buffer, for a full exchange ring)
+//! never keeps the others from running; the chains stay monomorphized (a root costs one dynamic
+//! call per turn, not per record). The shard idles only when no root has anything to do.
+//!
+//! The conveniences of [`DataStream`] are jobs of one root: `collect`, `collect_elements` and
+//! `run_sharded` [run](Job::run) one; `into_channel` [spawns](Job::spawn) one and returns its
+//! [`RunningJob`]; `for_each` and `run_with` run one on the calling thread when there is one
+//! shard.
 //!
 //! ```
 //! use pinwheel_operators::pipeline::{Job, Pipeline};
@@ -27,41 +33,38 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-use pinwheel_engine::shard::panic_message;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use pinwheel_engine::shard::{Task, TaskStatus, Turn, panic_message};
 
-use super::run::{self, Env};
-use super::sink::{Sink, VecSink};
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
-use super::{DataStream, Pipeline};
+use super::DataStream;
+use super::build::BuildContext;
+use super::builder::{Env, Pipeline};
+use super::run::{self, RunControl};
+use super::sink::{ChannelSink, Disconnected, Sink, VecSink};
+use super::stage::{Stage, StagePlan, Status};
 use crate::context::ShardInfo;
-use crate::error::PipelineError;
+use crate::error::{ConfigError, Phase, PipelineError, SinkError};
+use crate::operator::site;
 use crate::output::StreamElement;
 
-/// Elements one root hands to its sink, at most, before the next root's turn.
-pub const ROOT_TURN: usize = 1024;
-
 /// A finished sink, type-erased until [`JobRun::take`] gives it its type back.
-type AnySink = Box<dyn Any + Send>;
-
-/// Each shard's finished sinks, root by root, stored when its roots have all ended.
-type FinishedSinks = Arc<Mutex<Vec<Option<Vec<AnySink>>>>>;
+pub(crate) type AnySink = Box<dyn Any + Send>;
 
 /// Job ids, so that a [`SinkId`] is not read from another job's run.
 static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 
-/// Several streams of one pipeline run together, each into its own sinks; see the
-/// [module docs](self).
+/// Streams of one pipeline run together, each into its own sinks; see the [module docs](self).
 pub struct Job {
     id: u64,
     env: Env,
     roots: Vec<Box<dyn RootPlan>>,
     /// A configuration error found while roots were added, reported by `run` and `spawn`.
-    error: Option<String>,
+    error: Option<ConfigError>,
 }
 
 impl fmt::Debug for Job {
@@ -107,13 +110,13 @@ impl Job {
     /// there (on the shard's thread). The sinks come back from [`JobRun::take`].
     pub fn sink<P, S, SF>(&mut self, stream: DataStream<P>, sink_factory: SF) -> SinkId<S>
     where
-        P: StreamPlan,
-        P::Stream: 'static,
+        P: StagePlan,
+        P::Stage: 'static,
         S: Sink<P::Item> + Send + 'static,
         SF: Fn(ShardInfo) -> S + Send + Sync + 'static,
     {
-        if let Err(e) = self.check_env(&stream.env) {
-            self.error.get_or_insert(e);
+        if !stream.env.same_settings(&self.env) {
+            self.error.get_or_insert(ConfigError::ForeignStream);
         }
         self.roots.push(Box::new(Root { plan: stream.plan, sink_factory }));
         SinkId { job: self.id, root: self.roots.len() - 1, _sink: PhantomData }
@@ -123,8 +126,8 @@ impl Job {
     /// [`JobRun::take_values`].
     pub fn collect<P>(&mut self, stream: DataStream<P>) -> SinkId<VecSink<P::Item>>
     where
-        P: StreamPlan,
-        P::Stream: 'static,
+        P: StagePlan,
+        P::Stage: 'static,
         P::Item: Send + 'static,
     {
         self.sink(stream, |_| VecSink(Vec::new()))
@@ -136,20 +139,13 @@ impl Job {
     /// own if need be): a full channel nobody reads holds the job.
     pub fn channel<P>(&mut self, stream: DataStream<P>, capacity: usize) -> Receiver<P::Item>
     where
-        P: StreamPlan,
-        P::Stream: 'static,
+        P: StagePlan,
+        P::Stage: 'static,
         P::Item: Send + 'static,
     {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        // One sender per shard, taken by its sink: no other copy keeps the channel open.
-        let shards = self.env.shard_count().unwrap_or(1);
-        let senders: Mutex<Vec<Option<Sender<P::Item>>>> =
-            Mutex::new((0..shards).map(|_| Some(tx.clone())).collect());
-        drop(tx);
-        self.sink(stream, move |shard: ShardInfo| {
-            let mut senders = senders.lock().unwrap_or_else(|p| p.into_inner());
-            ClosingChannelSink(senders.get_mut(shard.index).and_then(Option::take))
-        });
+        let senders = one_sender_per_shard(tx, self.env.shard_count().unwrap_or(1));
+        self.sink(stream, move |shard: ShardInfo| ChannelSink::new(take_sender(&senders, shard)));
         rx
     }
 
@@ -158,64 +154,65 @@ impl Job {
         self.roots.len()
     }
 
-    fn check_env(&self, env: &Env) -> Result<(), String> {
-        let same = env.placement == self.env.placement
-            && env.semantics == self.env.semantics
-            && env.max_key_groups == self.env.max_key_groups
-            && env.ring_capacity == self.env.ring_capacity
-            && env.max_watermark_drift == self.env.max_watermark_drift
-            && Arc::ptr_eq(&env.clock, &self.env.clock);
-        if same {
-            Ok(())
-        } else {
-            Err("a stream added to a job comes from a pipeline with other settings: build every \
-                 stream of a job from the Pipeline given to Job::new"
-                .to_string())
-        }
-    }
-
     fn into_plan(self) -> Result<(JobPlan, Env, u64), PipelineError> {
         if let Some(e) = self.error {
-            return Err(PipelineError::Config(e));
+            return Err(e.into());
         }
-        let plan = JobPlan { roots: self.roots, finished: Arc::new(Mutex::new(Vec::new())) };
-        Ok((plan, self.env, self.id))
+        Ok((JobPlan { roots: self.roots }, self.env, self.id))
     }
 
     /// Runs every root to its end on this pipeline's shards (threads of their own) and returns
-    /// their sinks. The first error stops every shard and is returned, as for
-    /// [`DataStream::run_sharded`].
+    /// their sinks. The first error stops every shard and is returned.
     pub fn run(self) -> Result<JobRun, PipelineError> {
         let (plan, env, id) = self.into_plan()?;
-        run_job(plan, &env, id, &AtomicBool::new(false))
+        let control = RunControl::new(&env)?;
+        run::run_job(&plan, &env, &control).map(|r| r.into_job_run(id))
     }
 
     /// Starts the job on threads of its own and returns at once; see [`RunningJob`].
     pub fn spawn(self) -> Result<RunningJob, PipelineError> {
+        self.spawn_with(crossbeam_channel::never())
+    }
+
+    /// [`spawn`](Self::spawn), with the receiver of the job's output channel.
+    pub(crate) fn spawn_with<T>(
+        self,
+        receiver: Receiver<T>,
+    ) -> Result<RunningJob<T>, PipelineError> {
         let (plan, env, id) = self.into_plan()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let control = RunControl::new(&env)?;
+        let stopper = control.clone();
+        let thread = "pinwheel-coordinator";
         let handle = std::thread::Builder::new()
-            .name("pinwheel-coordinator".to_string())
-            .spawn(move || run_job(plan, &env, id, &stop2))
-            .map_err(|e| PipelineError::Config(format!("cannot start the job thread: {e}")))?;
-        Ok(RunningJob { handle: Some(handle), stop })
+            .name(thread.to_string())
+            .spawn(move || run::run_job(&plan, &env, &control).map(|r| r.into_job_run(id)))
+            .map_err(|e| PipelineError::Spawn {
+                thread: thread.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(RunningJob { handle: Some(handle), control: stopper, receiver })
     }
 }
 
-fn run_job(plan: JobPlan, env: &Env, id: u64, stop: &AtomicBool) -> Result<JobRun, PipelineError> {
-    let roots = plan.roots.len();
-    let finished = plan.finished.clone();
-    let run = run::run_sharded(&plan, env, |_| NoSink, stop)?;
-    drop(plan);
-    let per_shard = std::mem::take(&mut *finished.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut sinks: Vec<Vec<Option<AnySink>>> = (0..roots).map(|_| Vec::new()).collect();
-    for shard_sinks in per_shard {
-        for (root, sink) in shard_sinks.into_iter().flatten().enumerate() {
-            sinks[root].push(Some(sink));
-        }
-    }
-    Ok(JobRun { job: id, sinks, placement_note: run.placement_note })
+/// One sender per shard for a channel root, each taken by its shard's sink: no other copy keeps
+/// the channel open once every sink has finished.
+pub(crate) fn one_sender_per_shard<T>(
+    tx: Sender<T>,
+    shards: usize,
+) -> Mutex<Vec<Option<Sender<T>>>> {
+    Mutex::new((0..shards).map(|_| Some(tx.clone())).collect())
+}
+
+/// Shard `shard`'s sender of a channel root.
+pub(crate) fn take_sender<T>(
+    senders: &Mutex<Vec<Option<Sender<T>>>>,
+    shard: ShardInfo,
+) -> Option<Sender<T>> {
+    senders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_mut(shard.index)
+        .and_then(Option::take)
 }
 
 /// What a job's run leaves behind: every root's sinks.
@@ -237,6 +234,14 @@ impl fmt::Debug for JobRun {
 }
 
 impl JobRun {
+    pub(crate) fn new(
+        job: u64,
+        sinks: Vec<Vec<Option<AnySink>>>,
+        placement_note: Option<String>,
+    ) -> Self {
+        JobRun { job, sinks, placement_note }
+    }
+
     /// The sinks of root `id`, in shard order. Each sink is handed out once: taking them again
     /// gives an empty `Vec`.
     ///
@@ -267,44 +272,84 @@ impl JobRun {
     }
 }
 
-/// A job running on threads of its own (from [`Job::spawn`]): stop it at once, or wait for it
-/// to drain.
+/// A job running on threads of its own: stop it at once, or wait for it to drain; for a job made
+/// by [`DataStream::into_channel`](super::DataStream::into_channel), read its output too.
 ///
 /// * **Drain:** end the inputs (drop or [finish](super::PushHandle::finish) every push handle;
-///   bounded sources end by themselves), then [`join`](Self::join): every source plays out what it
-///   has, the final watermark fires every event-time timer, every root's outputs reach its sinks,
-///   and `join` returns the sinks.
+///   bounded sources end by themselves), then [`join`](Self::join) (or [`drain`](Self::drain), for
+///   the outputs not yet read): every source plays out what it has, the final watermark fires every
+///   event-time timer, every root's outputs reach its sinks.
 /// * **Stop at once:** [`stop`](Self::stop) or [`cancel`](Self::cancel): the shards stop at their
-///   next loop turn; what is in flight is dropped.
-/// * **Errors:** the first error of a user function or sink stops every shard and is what `join`
-///   returns ([`PipelineError::Function`] names the operator, the shard and the phase).
+///   next loop turn (a parked shard is woken for it); what is in flight is dropped, and pushing
+///   into the job's push sources fails from then on.
+/// * **Errors:** the first error of a user function or sink stops every shard and is what `join`,
+///   `drain` and `cancel` return ([`PipelineError::Function`] names the operator, the shard and the
+///   phase).
 #[derive(Debug)]
-pub struct RunningJob {
+pub struct RunningJob<T = Infallible> {
     handle: Option<JoinHandle<Result<JobRun, PipelineError>>>,
-    stop: Arc<AtomicBool>,
+    control: RunControl,
+    receiver: Receiver<T>,
 }
 
-impl RunningJob {
-    /// Asks every shard to stop at once (pending outputs are not produced). A shard waiting on a
-    /// full channel sees it once the channel is read or its receiver dropped.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+impl<T> RunningJob<T> {
+    /// The output channel (of a job made by `into_channel`; for other jobs it never receives). It
+    /// disconnects when the job ends.
+    pub fn receiver(&self) -> &Receiver<T> {
+        &self.receiver
     }
 
-    /// True once the job has ended (then [`join`](Self::join) does not wait).
+    /// Blocks for the next output; `None` once the job has ended and everything was read.
+    pub fn recv(&self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+
+    /// Waits at most `timeout` for the next output.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.receiver.recv_timeout(timeout)
+    }
+
+    /// Iterates over the outputs until the job ends.
+    pub fn iter(&self) -> crossbeam_channel::Iter<'_, T> {
+        self.receiver.iter()
+    }
+
+    /// Asks every shard to stop at once (pending outputs are not produced); then
+    /// [`join`](Self::join) returns [`PipelineError::Stopped`], unless the job had already ended.
+    /// A shard waiting on a full channel sees it once the channel is read or its receiver dropped.
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    /// True once the job has ended (its last outputs may still be in the channel).
     pub fn is_finished(&self) -> bool {
         self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits for the job to end, and returns its sinks or the error that ended it
     /// ([`PipelineError::Stopped`] after [`stop`](Self::stop)). It ends when every root has ended:
-    /// for push sources, once every handle is gone.
+    /// for push sources, once every handle is gone. Outputs not yet read are dropped.
     pub fn join(mut self) -> Result<JobRun, PipelineError> {
-        match self.handle.take().map(JoinHandle::join) {
+        let handle = self.handle.take();
+        // Unread outputs are dropped: a shard blocked on the full channel must not wait for us.
+        drop(std::mem::replace(&mut self.receiver, crossbeam_channel::never()));
+        match handle.map(JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(p)) => Err(PipelineError::Panicked { shard: 0, message: panic_message(&*p) }),
+            Some(Err(p)) => Err(PipelineError::Panicked {
+                operator: None,
+                shard: 0,
+                phase: None,
+                message: panic_message(&*p),
+            }),
             None => Err(PipelineError::Stopped),
         }
+    }
+
+    /// Waits for the job to finish on its own and returns the outputs not yet read, in order of
+    /// arrival, or the error that ended it.
+    pub fn drain(self) -> Result<Vec<T>, PipelineError> {
+        let rest: Vec<T> = self.receiver.iter().collect();
+        self.join().map(drop).map(|()| rest)
     }
 
     /// Stops the job at once and waits for its threads. Returns the sinks if the job had already
@@ -316,8 +361,8 @@ impl RunningJob {
 }
 
 /// A root as added: its plan and sink factory, type-erased.
-trait RootPlan: Send + Sync {
-    fn build(&self, cx: &BuildContext) -> Result<Box<dyn RootRun>, PipelineError>;
+pub(crate) trait RootPlan: Send + Sync {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn RootTask>, PipelineError>;
 }
 
 struct Root<P, SF> {
@@ -327,165 +372,93 @@ struct Root<P, SF> {
 
 impl<P, S, SF> RootPlan for Root<P, SF>
 where
-    P: StreamPlan,
-    P::Stream: 'static,
+    P: StagePlan,
+    P::Stage: 'static,
     S: Sink<P::Item> + Send + 'static,
     SF: Fn(ShardInfo) -> S + Send + Sync + 'static,
 {
-    fn build(&self, cx: &BuildContext) -> Result<Box<dyn RootRun>, PipelineError> {
-        let sink = (self.sink_factory)(cx.shard);
-        let stream = self.plan.build(cx)?;
-        Ok(Box::new(RootStream { stream, sink }))
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn RootTask>, PipelineError> {
+        let sink = (self.sink_factory)(cx.shard());
+        let stage = self.plan.build(cx)?;
+        Ok(Box::new(RootStage::new(stage, sink, cx.shard().index)))
     }
 }
 
-/// What one turn of a root did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Turn {
-    /// It made progress (or wants to be polled again soon).
-    Busy,
-    /// Nothing to do until input arrives or time passes.
-    Idle,
-    /// Its stream ended and its sink is finished.
-    Done,
-}
-
-/// A root running on a shard: its chain and its sink.
-trait RootRun {
-    /// Moves up to `budget` elements from the stream into the sink.
-    fn turn(&mut self, cx: &mut PollContext, budget: usize) -> Result<Turn, PipelineError>;
+/// A root running on a shard: a task of the shard's driver.
+pub(crate) trait RootTask: Task<Error = PipelineError> {
     /// The sink, for the run's result.
     fn into_sink(self: Box<Self>) -> AnySink;
 }
 
-struct RootStream<St, S> {
-    stream: St,
+/// A root's chain and sink on one shard: each turn pulls a batch from the chain into the sink.
+pub(crate) struct RootStage<St: Stage, S> {
+    stage: St,
     sink: S,
+    batch: Vec<StreamElement<St::Item>>,
+    shard: usize,
 }
 
-impl<St, S> RootRun for RootStream<St, S>
-where
-    St: Stream,
-    S: Sink<St::Item> + Send + 'static,
-{
-    fn turn(&mut self, cx: &mut PollContext, budget: usize) -> Result<Turn, PipelineError> {
-        let mut written = 0;
-        loop {
-            match self.stream.poll_next(cx)? {
-                Poll::Ready(e) => {
-                    self.sink.write(e)?;
-                    written += 1;
-                    if written >= budget {
-                        return Ok(Turn::Busy);
-                    }
-                }
-                Poll::Yield => return Ok(Turn::Busy),
-                Poll::Pending => return Ok(if written > 0 { Turn::Busy } else { Turn::Idle }),
-                Poll::Done => {
-                    self.sink.finish()?;
-                    return Ok(Turn::Done);
-                }
-            }
-        }
+impl<St: Stage, S> RootStage<St, S> {
+    pub(crate) fn new(stage: St, sink: S, shard: usize) -> Self {
+        RootStage { stage, sink, batch: Vec::new(), shard }
     }
 
+    /// The sink, once the root has run.
+    pub(crate) fn into_parts(self) -> S {
+        self.sink
+    }
+
+    fn sink_error(&self, e: SinkError) -> PipelineError {
+        if e.is::<Disconnected>() {
+            PipelineError::Stopped
+        } else {
+            PipelineError::Sink { shard: self.shard, source: e }
+        }
+    }
+}
+
+impl<St, S> Task for RootStage<St, S>
+where
+    St: Stage,
+    S: Sink<St::Item>,
+{
+    type Error = PipelineError;
+
+    #[inline]
+    fn turn(&mut self, cx: &mut Turn) -> Result<TaskStatus, PipelineError> {
+        let status = self.stage.pull(cx, &mut self.batch)?;
+        let wrote = !self.batch.is_empty();
+        if wrote {
+            site::leave(Some(Phase::Sink));
+            if let Err(e) = self.sink.write_batch(&mut self.batch) {
+                return Err(self.sink_error(e));
+            }
+        }
+        Ok(match status {
+            Status::Done => {
+                site::leave(Some(Phase::Sink));
+                if let Err(e) = self.sink.finish() {
+                    return Err(self.sink_error(e));
+                }
+                TaskStatus::Done
+            }
+            Status::Idle if !wrote => TaskStatus::Idle,
+            _ => TaskStatus::Busy,
+        })
+    }
+}
+
+impl<St, S> RootTask for RootStage<St, S>
+where
+    St: Stage,
+    S: Sink<St::Item> + Send + 'static,
+{
     fn into_sink(self: Box<Self>) -> AnySink {
         Box::new(self.sink)
     }
 }
 
-/// Every root of a job, as one plan: on each shard, a stream that yields nothing and whose
-/// polling runs one turn of every root. The shard loop (`sink::drive`) then idles, wakes for
-/// timers and stops exactly as for one root.
-struct JobPlan {
-    roots: Vec<Box<dyn RootPlan>>,
-    finished: FinishedSinks,
-}
-
-impl StreamPlan for JobPlan {
-    type Item = Infallible;
-    type Stream = JobStream;
-
-    fn build(&self, cx: &BuildContext) -> Result<JobStream, PipelineError> {
-        let roots = self.roots.iter().map(|r| r.build(cx)).collect::<Result<Vec<_>, _>>()?;
-        Ok(JobStream {
-            done: vec![false; roots.len()],
-            open: roots.len(),
-            roots,
-            shard: cx.shard.index,
-            finished: self.finished.clone(),
-        })
-    }
-}
-
-/// A job's roots on one shard.
-struct JobStream {
-    roots: Vec<Box<dyn RootRun>>,
-    done: Vec<bool>,
-    open: usize,
-    shard: usize,
-    finished: FinishedSinks,
-}
-
-impl Stream for JobStream {
-    type Item = Infallible;
-
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<Infallible>, PipelineError> {
-        if self.open == 0 {
-            return Ok(Poll::Done);
-        }
-        let mut busy = false;
-        for (root, done) in self.roots.iter_mut().zip(self.done.iter_mut()) {
-            if *done {
-                continue;
-            }
-            match root.turn(cx, ROOT_TURN)? {
-                Turn::Busy => busy = true,
-                Turn::Idle => {}
-                Turn::Done => {
-                    *done = true;
-                    self.open -= 1;
-                    busy = true;
-                }
-            }
-        }
-        if self.open > 0 {
-            return Ok(if busy { Poll::Yield } else { Poll::Pending });
-        }
-        let sinks = std::mem::take(&mut self.roots).into_iter().map(RootRun::into_sink).collect();
-        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        if finished.len() <= self.shard {
-            finished.resize_with(self.shard + 1, || None);
-        }
-        finished[self.shard] = Some(sinks);
-        Ok(Poll::Done)
-    }
-}
-
-/// The sink of a job's stream, which yields nothing.
-struct NoSink;
-
-impl Sink<Infallible> for NoSink {
-    fn write(&mut self, _: StreamElement<Infallible>) -> Result<(), PipelineError> {
-        Ok(())
-    }
-}
-
-/// Sends record values into a channel and lets go of its sender when its root ends.
-struct ClosingChannelSink<T>(Option<Sender<T>>);
-
-impl<T> Sink<T> for ClosingChannelSink<T> {
-    #[inline]
-    fn write(&mut self, element: StreamElement<T>) -> Result<(), PipelineError> {
-        let StreamElement::Record { value, .. } = element else { return Ok(()) };
-        match self.0.as_ref() {
-            Some(tx) => tx.send(value).map_err(|_| PipelineError::Stopped),
-            None => Err(PipelineError::Config("a channel root has no sender on this shard".into())),
-        }
-    }
-
-    fn finish(&mut self) -> Result<(), PipelineError> {
-        self.0 = None;
-        Ok(())
-    }
+/// Every root of a job.
+pub(crate) struct JobPlan {
+    pub(crate) roots: Vec<Box<dyn RootPlan>>,
 }

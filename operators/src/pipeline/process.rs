@@ -1,73 +1,20 @@
-//! Process stages: a keyed or non-keyed process function fed by its upstream stage.
+//! Process stages: a keyed process function behind its exchange, and a non-keyed process
+//! function on its upstream.
 
-use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 
-use pinwheel_engine::time::{MAX_WATERMARK, Timestamp};
+use pinwheel_engine::key::Key;
+use pinwheel_engine::shard::Turn;
 
-use super::exchange::ExchangeStream;
-use super::side::{SideOutputStage, SideTaps};
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
+use super::build::BuildContext;
+use super::exchange::Exchange;
+use super::side::{SideCallbacks, SideOutputSource, SideTaps};
+use super::stage::{Stage, StagePlan, Status};
 use crate::error::PipelineError;
 use crate::function::{KeyedProcessFunction, ProcessFunction};
-use crate::output::{OutputTag, SideOutputs, StreamElement};
-use crate::runtime::{KeyedOperator, KeyedRecord, OperatorMetrics, ProcessOperator};
-
-/// How many upstream elements a process stage handles before it hands its outputs on.
-pub(crate) const BATCH: usize = 512;
-
-/// How many timers a firing loop fires before it hands its outputs on (a burst of ten million
-/// timers at one watermark streams out in chunks rather than filling a buffer).
-const ADVANCE_CHUNK: usize = 1024;
-
-type SideHandler = Arc<dyn Fn(&mut SideOutputs) + Send + Sync>;
-
-/// Side outputs that have a consumer, and the count of records that had none.
-#[derive(Clone, Default)]
-pub(crate) struct SideRoutes {
-    handlers: Vec<SideHandler>,
-    /// The id and type of each consumed side output.
-    tags: Vec<(Arc<str>, TypeId)>,
-}
-
-impl SideRoutes {
-    pub(crate) fn add<T: 'static>(
-        &mut self,
-        tag: &OutputTag<T>,
-        f: impl Fn(T, Option<Timestamp>) + Send + Sync + 'static,
-    ) {
-        self.tags.push((Arc::from(tag.id()), TypeId::of::<T>()));
-        let tag = tag.clone();
-        self.handlers.push(Arc::new(move |side: &mut SideOutputs| {
-            for e in side.take(&tag) {
-                if let StreamElement::Record { value, timestamp } = e {
-                    f(value, timestamp);
-                }
-            }
-        }));
-    }
-
-    /// The side outputs that have a consumer: id and type.
-    pub(crate) fn tags(&self) -> &[(Arc<str>, TypeId)] {
-        &self.tags
-    }
-
-    /// Hands side records to their consumers, and counts and discards the rest (a side output
-    /// nobody consumes goes nowhere, as in Flink; the count says how much).
-    fn route(&self, side: &mut SideOutputs, unconsumed: &mut u64) {
-        for h in &self.handlers {
-            h(side);
-        }
-        *unconsumed += side.discard_records();
-    }
-}
-
-impl fmt::Debug for SideRoutes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SideRoutes({})", self.handlers.len())
-    }
-}
+use crate::operator::{ADVANCE_CHUNK, KeyedOperator, ProcessOperator};
+use crate::output::{SideOutputs, StreamElement};
 
 /// A keyed process function: the plan.
 pub struct KeyedProcessPlan<P, KS, FF> {
@@ -76,7 +23,7 @@ pub struct KeyedProcessPlan<P, KS, FF> {
     pub(crate) key_selector: Arc<KS>,
     pub(crate) factory: Arc<FF>,
     pub(crate) name: Arc<str>,
-    pub(crate) side: SideRoutes,
+    pub(crate) side: SideCallbacks,
 }
 
 impl<P: fmt::Debug, KS, FF> fmt::Debug for KeyedProcessPlan<P, KS, FF> {
@@ -88,95 +35,34 @@ impl<P: fmt::Debug, KS, FF> fmt::Debug for KeyedProcessPlan<P, KS, FF> {
     }
 }
 
-/// Buffered output of a process stage, handed on element by element.
-#[derive(Debug)]
-struct OutputBuffer<O> {
-    elements: Vec<StreamElement<O>>,
-    next: usize,
-}
-
-impl<O> OutputBuffer<O> {
-    fn new() -> Self {
-        OutputBuffer { elements: Vec::with_capacity(BATCH), next: 0 }
-    }
-
-    #[inline]
-    fn pop(&mut self) -> Option<StreamElement<O>> {
-        if self.next < self.elements.len() {
-            let e = std::mem::replace(&mut self.elements[self.next], StreamElement::Idle);
-            self.next += 1;
-            Some(e)
-        } else {
-            if self.next > 0 {
-                self.elements.clear();
-                self.next = 0;
-            }
-            None
-        }
-    }
-}
-
 /// A keyed process function: the running stage.
-pub struct KeyedProcessStream<S, KS, F: KeyedProcessFunction> {
-    input: S,
-    key_selector: Arc<KS>,
+pub struct KeyedProcessStage<S: Stage, KS, F: KeyedProcessFunction> {
+    input: Exchange<S, KS, F::Key>,
     op: KeyedOperator<F>,
-    out: OutputBuffer<F::Out>,
-    side: SideRoutes,
-    /// Side outputs read as streams (per shard; see `side.rs`).
     taps: SideTaps,
-    side_unconsumed: u64,
-    now: Timestamp,
-    done: bool,
-    /// The input has ended; the end completes once the final advance has fired its timers.
-    ending: bool,
 }
 
-impl<S, KS, F: KeyedProcessFunction> fmt::Debug for KeyedProcessStream<S, KS, F> {
+impl<S: Stage, KS, F: KeyedProcessFunction> fmt::Debug for KeyedProcessStage<S, KS, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedProcessStream").field("operator", &self.op).finish_non_exhaustive()
+        f.debug_struct("KeyedProcessStage").field("operator", &self.op).finish_non_exhaustive()
     }
 }
 
-impl<S, KS, F: KeyedProcessFunction> KeyedProcessStream<S, KS, F> {
-    /// The operator's counters.
-    pub fn metrics(&self) -> &OperatorMetrics {
-        self.op.metrics()
-    }
-
-    /// Side-output records that no consumer claimed.
-    pub fn side_records_unconsumed(&self) -> u64 {
-        self.side_unconsumed
-    }
-}
-
-impl<P, KS, FF, F> StreamPlan for KeyedProcessPlan<P, KS, FF>
+impl<P, KS, FF, F> StagePlan for KeyedProcessPlan<P, KS, FF>
 where
-    P: StreamPlan,
+    P: StagePlan,
     P::Item: Send,
     KS: Fn(&P::Item) -> F::Key + Send + Sync + 'static,
     FF: Fn() -> F + Send + Sync + 'static,
     F: KeyedProcessFunction<In = P::Item>,
+    F::Key: Send,
 {
     type Item = F::Out;
-    type Stream = KeyedProcessStream<ExchangeStream<P::Stream, KS>, KS, F>;
+    type Stage = KeyedProcessStage<P::Stage, KS, F>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
         let upstream = self.upstream.build(cx)?;
-        let endpoints = if cx.shard.count > 1 {
-            Some(cx.exchanges.endpoints::<P::Item>(self.exchange_id, cx.shard.index)?)
-        } else {
-            None
-        };
-        let input = ExchangeStream::new(
-            upstream,
-            self.key_selector.clone(),
-            cx.key_groups,
-            cx.shard.index,
-            cx.shard.count,
-            endpoints,
-            cx.exchanges.max_drift,
-        );
+        let input = Exchange::new(upstream, self.key_selector.clone(), self.exchange_id, cx)?;
         let op = KeyedOperator::new(
             (self.factory)(),
             self.name.clone(),
@@ -184,140 +70,95 @@ where
             cx.semantics,
             cx.start_time,
         )?;
-        Ok(KeyedProcessStream {
-            input,
-            key_selector: self.key_selector.clone(),
-            op,
-            out: OutputBuffer::new(),
-            side: self.side.clone(),
-            taps: SideTaps::default(),
-            side_unconsumed: 0,
-            now: cx.start_time,
-            done: false,
-            ending: false,
-        })
+        Ok(KeyedProcessStage { input, op, taps: self.side.build() })
     }
 }
 
-impl<S, KS, F> Stream for KeyedProcessStream<S, KS, F>
+impl<S, KS, F> Stage for KeyedProcessStage<S, KS, F>
 where
-    S: Stream<Item = F::In>,
+    S: Stage<Item = F::In>,
+    S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
+    F::Key: Key + Send,
 {
     type Item = F::Out;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
-        if let Some(e) = self.out.pop() {
-            return Ok(Poll::Ready(e));
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<Status, PipelineError> {
+        if self.op.is_finished() {
+            // The end has been processed; the stage ends once its exchange has pushed its last
+            // batches (the end of this shard's channel among them) into the other shards' rings.
+            return Ok(if self.input.finish() { Status::Done } else { Status::Idle });
         }
-        if self.done {
-            return Ok(Poll::Done);
-        }
-        let buf = &mut self.out.elements;
-        let mut result = Poll::Yield;
-        if self.op.is_advancing() {
-            // A firing loop in progress (a timer burst): its next chunk, before any new input.
-            if self.op.continue_advance(ADVANCE_CHUNK, buf)? && self.ending {
-                self.op.end_of_input(buf)?;
-                self.done = true;
-                result = Poll::Done;
-            }
-        } else {
-            result = self.step(cx)?;
-        }
+        let status = self.step(cx, out)?;
         self.taps.drain(self.op.side_outputs());
-        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
-        if let Some(t) = self.op.next_processing_timer() {
+        if let Some(t) = self.op.backend().next_processing_timer() {
             cx.wake_at(t);
         }
-        Ok(match self.out.pop() {
-            Some(e) => Poll::Ready(e),
-            None => result,
-        })
+        if self.op.is_finished() {
+            return Ok(if self.input.finish() { Status::Done } else { Status::Busy });
+        }
+        Ok(status)
     }
 }
 
-impl<S, KS, F> KeyedProcessStream<S, KS, F>
+impl<S, KS, F> KeyedProcessStage<S, KS, F>
 where
-    S: Stream<Item = F::In>,
+    S: Stage<Item = F::In>,
+    S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
+    F::Key: Key + Send,
 {
-    /// One turn with no firing loop in progress: processing time, then up to [`BATCH`] input
-    /// elements. A watermark (or the end of input) whose timers do not all fire within one chunk
-    /// ends the turn with the advance in progress; `poll_next` continues it first.
-    fn step(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
-        let buf = &mut self.out.elements;
-        // Processing time: fires the timers due at the turn's clock reading, including timers
-        // registered at or before it since (they fire as soon as the current callbacks are done,
-        // SEMANTICS A1.6), whether or not the clock moved.
-        self.now = cx.now();
-        self.op.begin_processing_time(self.now);
-        if !self.op.continue_advance(ADVANCE_CHUNK, buf)? {
-            return Ok(Poll::Yield);
+    /// One pull: a firing loop in progress (a timer burst) goes on first, a chunk at a time; then
+    /// processing time (timers due at this turn's clock reading, including those registered at or
+    /// before it since, A1.6); then the input, a batch at a time; then processing time again,
+    /// for the timers the batch registered at or before now.
+    fn step(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<Status, PipelineError> {
+        if self.op.is_advancing() && !self.op.continue_advance(ADVANCE_CHUNK, out)? {
+            return Ok(Status::Busy);
         }
-        let mut result = Poll::Yield;
-        // Records go through the operator's prefetch pipeline; anything else first flushes it, so
-        // the operator sees every element in its order.
-        for _ in 0..BATCH {
-            match self.input.poll_next(cx)? {
-                Poll::Ready(StreamElement::Record { value, timestamp }) => {
-                    let key = (self.key_selector)(&value);
-                    let hash = self.op.key_hash(&key);
-                    self.op.push_record(KeyedRecord { key, hash, value, timestamp }, buf)?;
-                }
-                other => {
-                    self.op.flush(buf)?;
-                    match other {
-                        Poll::Ready(StreamElement::Watermark(w)) => {
-                            if self.op.begin_watermark(w)
-                                && !self.op.continue_advance(ADVANCE_CHUNK, buf)?
-                            {
-                                return Ok(Poll::Yield);
-                            }
-                        }
-                        Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
-                        Poll::Ready(StreamElement::Record { .. }) => unreachable!("handled above"),
-                        Poll::Yield => break,
-                        Poll::Pending => {
-                            result = Poll::Pending;
-                            break;
-                        }
-                        Poll::Done => {
-                            // Due processing-time timers first, then the final watermark; the end
-                            // of input completes once its timers have fired.
-                            self.ending = true;
-                            self.op.begin_processing_time(self.now);
-                            while !self.op.continue_advance(ADVANCE_CHUNK, buf)? {}
-                            if self.op.current_watermark() < MAX_WATERMARK
-                                && self.op.begin_watermark(MAX_WATERMARK)
-                                && !self.op.continue_advance(ADVANCE_CHUNK, buf)?
-                            {
-                                return Ok(Poll::Yield);
-                            }
-                            self.op.end_of_input(buf)?;
-                            self.done = true;
-                            return Ok(Poll::Done);
-                        }
-                    }
-                }
-            }
+        if self.op.is_finished() {
+            return Ok(Status::Busy);
         }
-        self.op.flush(buf)?;
-        self.op.begin_processing_time(self.now);
-        if !self.op.continue_advance(ADVANCE_CHUNK, buf)? {
-            return Ok(Poll::Yield);
+        self.op.begin_processing_time(cx.now());
+        if !self.op.continue_advance(ADVANCE_CHUNK, out)? {
+            return Ok(Status::Busy);
         }
-        Ok(result)
+        let mut status = Status::Busy;
+        if self.input.ready().is_empty() {
+            status = self.input.fill(cx)?;
+        }
+        if !self.input.ready().is_empty() {
+            status = Status::Busy;
+            self.op.process(self.input.ready(), out)?;
+        }
+        if self.op.is_advancing() || self.op.is_finished() {
+            return Ok(Status::Busy);
+        }
+        self.op.begin_processing_time(cx.now());
+        if !self.op.continue_advance(ADVANCE_CHUNK, out)? {
+            return Ok(Status::Busy);
+        }
+        Ok(status)
     }
 }
 
-impl<S, KS, F> SideOutputStage for KeyedProcessStream<S, KS, F>
+impl<S, KS, F> SideOutputSource for KeyedProcessStage<S, KS, F>
 where
-    S: Stream<Item = F::In>,
+    S: Stage<Item = F::In>,
+    S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
+    F::Key: Key + Send,
 {
     fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {
         (&mut self.taps, self.op.side_outputs())
@@ -329,7 +170,7 @@ pub struct ProcessPlan<P, FF> {
     pub(crate) upstream: P,
     pub(crate) factory: Arc<FF>,
     pub(crate) name: Arc<str>,
-    pub(crate) side: SideRoutes,
+    pub(crate) side: SideCallbacks,
 }
 
 impl<P: fmt::Debug, FF> fmt::Debug for ProcessPlan<P, FF> {
@@ -339,34 +180,31 @@ impl<P: fmt::Debug, FF> fmt::Debug for ProcessPlan<P, FF> {
 }
 
 /// A non-keyed process function: the running stage.
-pub struct ProcessStream<S, F: ProcessFunction> {
-    input: S,
+pub struct ProcessStage<S: Stage, F: ProcessFunction> {
+    upstream: S,
+    input: Vec<StreamElement<S::Item>>,
     op: ProcessOperator<F>,
-    out: OutputBuffer<F::Out>,
-    side: SideRoutes,
-    /// Side outputs read as streams (per shard; see `side.rs`).
     taps: SideTaps,
-    side_unconsumed: u64,
     done: bool,
 }
 
-impl<S, F: ProcessFunction> fmt::Debug for ProcessStream<S, F> {
+impl<S: Stage, F: ProcessFunction> fmt::Debug for ProcessStage<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessStream").field("operator", &self.op).finish_non_exhaustive()
+        f.debug_struct("ProcessStage").field("operator", &self.op).finish_non_exhaustive()
     }
 }
 
-impl<P, FF, F> StreamPlan for ProcessPlan<P, FF>
+impl<P, FF, F> StagePlan for ProcessPlan<P, FF>
 where
-    P: StreamPlan,
+    P: StagePlan,
     FF: Fn() -> F + Send + Sync + 'static,
     F: ProcessFunction<In = P::Item>,
 {
     type Item = F::Out;
-    type Stream = ProcessStream<P::Stream, F>;
+    type Stage = ProcessStage<P::Stage, F>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
-        let input = self.upstream.build(cx)?;
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        let upstream = self.upstream.build(cx)?;
         let op = ProcessOperator::new(
             (self.factory)(),
             self.name.clone(),
@@ -374,69 +212,36 @@ where
             cx.semantics,
             cx.start_time,
         )?;
-        Ok(ProcessStream {
-            input,
-            op,
-            out: OutputBuffer::new(),
-            side: self.side.clone(),
-            taps: SideTaps::default(),
-            side_unconsumed: 0,
-            done: false,
-        })
+        Ok(ProcessStage { upstream, input: Vec::new(), op, taps: self.side.build(), done: false })
     }
 }
 
-impl<S, F> Stream for ProcessStream<S, F>
+impl<S, F> Stage for ProcessStage<S, F>
 where
-    S: Stream<Item = F::In>,
+    S: Stage<Item = F::In>,
     F: ProcessFunction,
 {
     type Item = F::Out;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<F::Out>, PipelineError> {
-        if let Some(e) = self.out.pop() {
-            return Ok(Poll::Ready(e));
-        }
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<F::Out>>,
+    ) -> Result<Status, PipelineError> {
         if self.done {
-            return Ok(Poll::Done);
+            return Ok(Status::Done);
         }
         self.op.advance_processing_time(cx.now());
-        let buf = &mut self.out.elements;
-        let mut result = Poll::Yield;
-        for _ in 0..BATCH {
-            match self.input.poll_next(cx)? {
-                Poll::Ready(StreamElement::Record { value, timestamp }) => {
-                    self.op.process_element(value, timestamp, buf)?;
-                }
-                Poll::Ready(StreamElement::Watermark(w)) => {
-                    self.op.process_watermark(w, buf);
-                }
-                Poll::Ready(StreamElement::Idle) => self.op.process_idle(buf),
-                Poll::Yield => break,
-                Poll::Pending => {
-                    result = Poll::Pending;
-                    break;
-                }
-                Poll::Done => {
-                    self.op.end_of_input(buf)?;
-                    self.done = true;
-                    result = Poll::Done;
-                    break;
-                }
-            }
-        }
+        let status = self.upstream.pull(cx, &mut self.input)?;
+        self.done = self.op.process(&mut self.input, status == Status::Done, out)?;
         self.taps.drain(self.op.side_outputs());
-        self.side.route(self.op.side_outputs(), &mut self.side_unconsumed);
-        Ok(match self.out.pop() {
-            Some(e) => Poll::Ready(e),
-            None => result,
-        })
+        Ok(if self.done { Status::Done } else { status })
     }
 }
 
-impl<S, F> SideOutputStage for ProcessStream<S, F>
+impl<S, F> SideOutputSource for ProcessStage<S, F>
 where
-    S: Stream<Item = F::In>,
+    S: Stage<Item = F::In>,
     F: ProcessFunction,
 {
     fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {

@@ -1,6 +1,6 @@
 //! The push source: an unbounded input that the embedding program feeds.
 //!
-//! [`Pipeline::push_source`] returns a [`PushHandle`] and the stream it feeds. The handle is
+//! [`Pipeline::push_source`](super::Pipeline::push_source) returns a [`PushHandle`] and the stream it feeds. The handle is
 //! `Clone + Send + Sync`: any thread may push records (with or without an event timestamp),
 //! watermarks and idle markers into a bounded queue, which shard 0 reads as the source's one
 //! partition (as [`IterSource`](super::IterSource)); `key_by` spreads the keys over the shards.
@@ -15,63 +15,48 @@
 //!   returns. A handle kept alive keeps the pipeline running.
 //! * **Stopped pipeline.** Once the pipeline has stopped (finished, failed, cancelled, or dropped
 //!   before it ran), pushing fails with an error that hands the value back.
-//! * **Idle shard.** When the queue is empty the source reports [`Poll::Pending`], so the shard
-//!   loop idles (spin, yield, then sleeps of at most 500 µs). Reading costs one non-blocking
-//!   `try_recv` per element; the queue wakes a pusher blocked on a full queue.
+//! * **Idle shard.** When the queue is empty the source reports [`Status::Idle`], so the shard
+//!   idles (spins, yields, then parks); every push wakes it (and so does the end of the input).
+//!   Reading costs one non-blocking `try_recv` per element; the queue wakes a pusher blocked on a
+//!   full queue.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use pinwheel_engine::shard::{ShardWaker, Turn};
 use pinwheel_engine::time::{MAX_WATERMARK, Timestamp};
 
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
-use super::{DataStream, Pipeline};
-use crate::error::PipelineError;
+use super::build::BuildContext;
+use super::stage::{BATCH, Stage, StagePlan, Status};
+use crate::error::{ConfigError, PipelineError};
 use crate::output::StreamElement;
 
-impl Pipeline {
-    /// An unbounded source fed by the embedding program: returns the handle to push into and the
-    /// stream it feeds. The queue between them holds `capacity` elements (at least 1): a full
-    /// queue blocks [`PushHandle::push`] (backpressure). The input ends when every clone of the
-    /// handle is dropped or [finished](PushHandle::finish). See the [module docs](self).
-    ///
-    /// A few thousand elements is a good capacity: a shard that finds the queue empty idles (for
-    /// up to 500 µs at a time once it has spun and yielded), so a tiny queue caps the throughput.
-    ///
-    /// ```
-    /// use pinwheel_operators::pipeline::Pipeline;
-    ///
-    /// let (input, stream) = Pipeline::new().shards(1).push_source::<u64>(1024);
-    /// let pusher = std::thread::spawn(move || {
-    ///     for i in 0..100 {
-    ///         input.push(i).expect("the pipeline is running");
-    ///     }
-    ///     // `input` is dropped here: the input ends and the pipeline drains.
-    /// });
-    /// let doubled = stream.map(|i| i * 2).collect()?;
-    /// pusher.join().unwrap();
-    /// assert_eq!(doubled, (0..100).map(|i| i * 2).collect::<Vec<u64>>());
-    /// # Ok::<(), pinwheel_operators::PipelineError>(())
-    /// ```
-    pub fn push_source<T: Send + 'static>(
-        &self,
-        capacity: usize,
-    ) -> (PushHandle<T>, DataStream<PushSource<T>>) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        (PushHandle { tx }, self.from_source(PushSource { rx: Mutex::new(Some(rx)) }))
-    }
+/// A push source's two ends: the handle and the plan.
+pub(crate) fn push_source<T: Send + 'static>(capacity: usize) -> (PushHandle<T>, PushSource<T>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    let waker = Arc::new(OnceLock::new());
+    (PushHandle { tx, waker: waker.clone() }, PushSource { rx: Mutex::new(Some(rx)), waker })
 }
 
-/// The pushing end of a [push source](Pipeline::push_source). Clone it to push from several
+/// The pushing end of a [push source](super::Pipeline::push_source). Clone it to push from several
 /// threads; the input ends when every clone is gone.
 pub struct PushHandle<T> {
     tx: Sender<StreamElement<T>>,
+    /// The waker of the shard that reads the queue, once the pipeline runs.
+    waker: Arc<OnceLock<ShardWaker>>,
 }
 
 impl<T> Clone for PushHandle<T> {
     fn clone(&self) -> Self {
-        PushHandle { tx: self.tx.clone() }
+        PushHandle { tx: self.tx.clone(), waker: self.waker.clone() }
+    }
+}
+
+impl<T> Drop for PushHandle<T> {
+    /// The last handle gone ends the input: the reading shard must see it.
+    fn drop(&mut self) {
+        self.wake();
     }
 }
 
@@ -99,7 +84,7 @@ impl<T> PushHandle<T> {
     }
 
     /// Pushes a watermark: no record with a timestamp `<= watermark` is expected any more
-    /// (watermarks that do not advance are dropped by the operators, SEMANTICS A2.3). Waits while
+    /// (watermarks that do not advance are dropped by the operators, docs/semantics.md A2.3). Waits while
     /// the queue is full; fails, handing the watermark back, once the pipeline has stopped.
     pub fn push_watermark(&self, watermark: Timestamp) -> Result<(), PushError<Timestamp>> {
         self.push_element(StreamElement::Watermark(watermark)).map_err(|_| PushError(watermark))
@@ -117,7 +102,17 @@ impl<T> PushHandle<T> {
         &self,
         element: StreamElement<T>,
     ) -> Result<(), PushError<StreamElement<T>>> {
-        self.tx.send(element).map_err(|e| PushError(e.0))
+        self.tx.send(element).map_err(|e| PushError(e.0))?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the reading shard, in case it is parked.
+    #[inline]
+    fn wake(&self) {
+        if let Some(waker) = self.waker.get() {
+            waker.wake();
+        }
     }
 
     /// Pushes a record without a timestamp if the queue has room; otherwise hands it back at once.
@@ -139,7 +134,9 @@ impl<T> PushHandle<T> {
         self.tx.try_send(element).map_err(|e| match e {
             TrySendError::Full(e) => TryPushError::Full(e),
             TrySendError::Disconnected(e) => TryPushError::Stopped(e),
-        })
+        })?;
+        self.wake();
+        Ok(())
     }
 
     /// Elements queued and not yet read by the pipeline.
@@ -246,9 +243,10 @@ impl<T> fmt::Display for TryPushError<T> {
 impl<T> std::error::Error for TryPushError<T> {}
 
 /// A push source: the plan. Its one partition is read by shard 0 (the other shards' partitions
-/// are empty). Made by [`Pipeline::push_source`].
+/// are empty). Made by [`Pipeline::push_source`](super::Pipeline::push_source).
 pub struct PushSource<T> {
     rx: Mutex<Option<Receiver<StreamElement<T>>>>,
+    waker: Arc<OnceLock<ShardWaker>>,
 }
 
 impl<T> fmt::Debug for PushSource<T> {
@@ -257,60 +255,73 @@ impl<T> fmt::Debug for PushSource<T> {
     }
 }
 
-impl<T: Send + 'static> StreamPlan for PushSource<T> {
+impl<T: Send + 'static> StagePlan for PushSource<T> {
     type Item = T;
-    type Stream = PushStream<T>;
+    type Stage = PushStage<T>;
 
-    fn build(&self, cx: &BuildContext) -> Result<PushStream<T>, PipelineError> {
-        let rx = if cx.shard.index == 0 {
+    fn build(&self, cx: &BuildContext) -> Result<PushStage<T>, PipelineError> {
+        let rx = if cx.shard().index == 0 {
             // A poisoned lock only means another shard panicked while building; the data is intact.
             let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
             if rx.is_none() {
-                return Err(PipelineError::Config(
-                    "a push source can be run once: its queue was already taken by another run"
-                        .to_string(),
-                ));
+                return Err(ConfigError::PushSourceReused.into());
             }
+            // Pushes wake this shard from now on (the first run is the only one: see above).
+            let _ = self.waker.set(cx.waker().clone());
             rx
         } else {
             None
         };
-        Ok(PushStream { rx, ended: false })
+        Ok(PushStage { rx, ended: false })
     }
 }
 
 /// A push source: the running partition.
-pub struct PushStream<T> {
+pub struct PushStage<T> {
     rx: Option<Receiver<StreamElement<T>>>,
     ended: bool,
 }
 
-impl<T> fmt::Debug for PushStream<T> {
+impl<T> fmt::Debug for PushStage<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PushStream")
+        f.debug_struct("PushStage")
             .field("queued", &self.rx.as_ref().map_or(0, Receiver::len))
             .field("ended", &self.ended)
             .finish()
     }
 }
 
-impl<T> Stream for PushStream<T> {
+impl<T> Stage for PushStage<T> {
     type Item = T;
 
     #[inline]
-    fn poll_next(&mut self, _: &mut PollContext) -> Result<Poll<T>, PipelineError> {
+    fn pull(
+        &mut self,
+        _: &mut Turn,
+        out: &mut Vec<StreamElement<T>>,
+    ) -> Result<Status, PipelineError> {
         if let Some(rx) = self.rx.as_ref() {
-            match rx.try_recv() {
-                Ok(e) => return Ok(Poll::Ready(e)),
-                Err(TryRecvError::Empty) => return Ok(Poll::Pending),
-                // Every handle is gone and the queue is empty: the input has ended.
-                Err(TryRecvError::Disconnected) => self.rx = None,
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(e) => out.push(e),
+                    // Drained for now: the next push wakes the shard.
+                    Err(TryRecvError::Empty) => return Ok(Status::Idle),
+                    // Every handle is gone and the queue is empty: the input has ended.
+                    Err(TryRecvError::Disconnected) => {
+                        self.rx = None;
+                        break;
+                    }
+                }
+            }
+            if self.rx.is_some() {
+                return Ok(Status::Busy);
             }
         }
         if self.ended {
-            return Ok(Poll::Done);
+            return Ok(Status::Done);
         }
         self.ended = true;
-        Ok(Poll::Ready(StreamElement::Watermark(MAX_WATERMARK)))
+        out.push(StreamElement::Watermark(MAX_WATERMARK));
+        Ok(Status::Done)
     }
 }

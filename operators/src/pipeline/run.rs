@@ -1,133 +1,196 @@
-//! Running a pipeline on its shards.
+//! Running a job on its shards: on threads of their own, or on the calling thread.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use pinwheel_engine::exchange::Exchanges;
 use pinwheel_engine::keygroup::{KeyGroups, default_max_key_groups};
-use pinwheel_engine::placement::ShardPlacement;
-use pinwheel_engine::shard::{ShardError, run_shards};
-use pinwheel_engine::time::Clock;
+use pinwheel_engine::shard::{
+    DriveError, ShardError, ShardWaker, Task, drive, panic_message, run_shards,
+};
+use pinwheel_engine::time::Timestamp;
 
-use super::exchange::ExchangeRegistry;
-use super::sink::{Sink, catch_panics, drive};
-use super::stream::{BuildContext, StreamPlan};
+use super::build::{BuildContext, SharedStages};
+use super::builder::Env;
+use super::job::{AnySink, JobPlan, JobRun, RootStage, RootTask};
+use super::sink::Sink;
+use super::stage::StagePlan;
 use crate::context::ShardInfo;
-use crate::error::PipelineError;
-use crate::semantics::Semantics;
+use crate::error::{ConfigError, PipelineError};
+use crate::operator::site;
 
-/// Settings shared by every stage of a pipeline.
+/// What every shard of a run shares with the program that started it: the stop flag and every
+/// shard's waker (a stop request wakes the parked shards).
 #[derive(Debug, Clone)]
-pub(crate) struct Env {
-    pub(crate) semantics: Semantics,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) placement: ShardPlacement,
-    pub(crate) max_key_groups: Option<u32>,
-    pub(crate) ring_capacity: usize,
-    pub(crate) max_watermark_drift: Option<i64>,
+pub(crate) struct RunControl {
+    stop: Arc<AtomicBool>,
+    wakers: Arc<[ShardWaker]>,
+    key_groups: KeyGroups,
 }
 
-/// How far (ms of event time) a source partition may run ahead of its shard's combined watermark
-/// by default; see [`Pipeline::watermark_alignment`](super::Pipeline::watermark_alignment).
-pub const DEFAULT_MAX_WATERMARK_DRIFT: i64 = 1_000;
+impl RunControl {
+    /// Checks the settings of `env` and prepares a run of its shards.
+    pub(crate) fn new(env: &Env) -> Result<Self, PipelineError> {
+        let shards = env.shard_count()?;
+        let max = env.max_key_groups.unwrap_or_else(|| default_max_key_groups(shards));
+        let key_groups = KeyGroups::new(max).map_err(ConfigError::from)?;
+        // Every shard needs at least one key group.
+        key_groups.range_for_shard(0, shards).map_err(ConfigError::from)?;
+        env.exchange.validate().map_err(ConfigError::from)?;
+        Ok(RunControl {
+            stop: Arc::new(AtomicBool::new(false)),
+            wakers: (0..shards).map(|_| ShardWaker::new()).collect(),
+            key_groups,
+        })
+    }
 
-/// Messages each exchange ring holds by default.
-pub const DEFAULT_RING_CAPACITY: usize = 4096;
-
-impl Env {
-    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Env {
-            semantics: Semantics::default(),
-            clock,
-            placement: ShardPlacement::Unpinned(cores),
-            max_key_groups: None,
-            ring_capacity: DEFAULT_RING_CAPACITY,
-            max_watermark_drift: Some(DEFAULT_MAX_WATERMARK_DRIFT),
+    /// Asks every shard to stop at its next loop turn, and wakes the parked ones.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.wakers.iter() {
+            w.wake();
         }
     }
 
-    /// The number of shards the placement gives.
-    pub(crate) fn shard_count(&self) -> Result<usize, PipelineError> {
-        Ok(self.placement.plan().map_err(|e| PipelineError::Config(e.to_string()))?.shards)
+    fn shards(&self) -> usize {
+        self.wakers.len()
     }
 }
 
-/// What a run leaves behind: each shard's sink, and the placement note.
-#[derive(Debug)]
-pub struct ShardedRun<S> {
-    /// Each shard's sink, in shard order.
-    pub sinks: Vec<S>,
-    /// Where pinning degraded (cores missing), why.
-    pub placement_note: Option<String>,
+/// Every shard's finished sinks (root by root, in shard order), and the placement note.
+pub(crate) struct RunResult {
+    per_shard: Vec<Vec<AnySink>>,
+    placement_note: Option<String>,
 }
 
-fn from_shard_error(e: ShardError) -> PipelineError {
-    match e {
-        ShardError::Panicked { shard, message } => PipelineError::Panicked { shard, message },
-        other => PipelineError::Config(other.to_string()),
+impl RunResult {
+    /// The run's sinks by root, then by shard.
+    pub(crate) fn into_job_run(self, job: u64) -> JobRun {
+        let roots = self.per_shard.first().map_or(0, Vec::len);
+        let mut sinks: Vec<Vec<Option<AnySink>>> = (0..roots).map(|_| Vec::new()).collect();
+        for shard_sinks in self.per_shard {
+            for (root, sink) in shard_sinks.into_iter().enumerate() {
+                sinks[root].push(Some(sink));
+            }
+        }
+        JobRun::new(job, sinks, self.placement_note)
     }
 }
 
-/// Builds and drives `plan` on every shard of `env`, each shard into the sink `sink_factory`
-/// makes for it. The first error stops every shard and is returned (an error other than
-/// [`PipelineError::Stopped`] wins, so the cause is reported rather than its echo).
-pub(crate) fn run_sharded<P, S, SF>(
-    plan: &P,
-    env: &Env,
-    sink_factory: SF,
-    stop: &AtomicBool,
-) -> Result<ShardedRun<S>, PipelineError>
-where
-    P: StreamPlan,
-    S: Sink<P::Item> + Send,
-    SF: Fn(ShardInfo) -> S + Sync,
-{
-    let shards = env.shard_count()?;
-    let max = env.max_key_groups.unwrap_or_else(|| default_max_key_groups(shards));
-    let key_groups = KeyGroups::new(max).map_err(|e| PipelineError::Config(e.to_string()))?;
-    if shards as u64 > u64::from(max) {
-        return Err(PipelineError::Config(format!(
-            "{shards} shards but only {max} key groups: every shard needs at least one"
-        )));
+/// Everything the shards of one run share.
+struct Shared<'a> {
+    env: &'a Env,
+    control: &'a RunControl,
+    exchanges: Arc<Exchanges>,
+    start_time: Timestamp,
+}
+
+impl<'a> Shared<'a> {
+    fn new(env: &'a Env, control: &'a RunControl) -> Self {
+        Shared {
+            env,
+            control,
+            exchanges: Arc::new(Exchanges::new(env.exchange, control.wakers.clone())),
+            start_time: env.clock.now(),
+        }
     }
-    let exchanges =
-        Arc::new(ExchangeRegistry::new(shards, env.ring_capacity, env.max_watermark_drift));
-    let start_time = env.clock.now();
-    let run = run_shards(&env.placement, "pinwheel", |scx| {
-        let shard = ShardInfo { index: scx.index, count: scx.count };
-        let cx = BuildContext {
+
+    /// The build context of `shard`.
+    fn context(&self, shard: ShardInfo) -> BuildContext {
+        BuildContext {
             shard,
-            semantics: env.semantics,
-            start_time,
-            key_groups,
-            exchanges: exchanges.clone(),
-            shared: Default::default(),
-        };
-        // A panic is caught here, not only by the thread runner, so that it stops the other
-        // shards too (they would otherwise wait for this shard's end-of-partition markers).
-        let result = catch_panics(shard.index, || {
-            let mut sink = sink_factory(shard);
-            let mut stream = plan.build(&cx)?;
-            drive(&mut stream, &mut sink, &*env.clock, Some(stop))?;
-            Ok(sink)
+            semantics: self.env.semantics,
+            start_time: self.start_time,
+            key_groups: self.control.key_groups,
+            max_watermark_drift: self.env.max_watermark_drift,
+            exchanges: self.exchanges.clone(),
+            shared: SharedStages::default(),
+        }
+    }
+
+    /// Runs `f` (which builds and drives a shard's tasks) on `shard`'s thread. A panic is caught
+    /// here, not only by the thread runner, so that it stops the other shards too (they would
+    /// otherwise wait for this shard's end-of-partition markers), and reported with the operator
+    /// and phase that were running.
+    fn guarded<R>(
+        &self,
+        shard: ShardInfo,
+        f: impl FnOnce() -> Result<R, PipelineError>,
+    ) -> Result<R, PipelineError> {
+        site::reset();
+        let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+            let (operator, phase) = site::current();
+            Err(PipelineError::Panicked {
+                operator,
+                shard: shard.index,
+                phase,
+                message: panic_message(&*payload),
+            })
         });
         if result.is_err() {
-            stop.store(true, Ordering::Relaxed);
+            self.control.stop();
         }
         result
+    }
+
+    /// Drives `tasks` to their end on the calling thread, the thread of `shard`.
+    fn drive<T: Task<Error = PipelineError>>(
+        &self,
+        shard: ShardInfo,
+        tasks: &mut [T],
+    ) -> Result<(), PipelineError> {
+        drive(
+            tasks,
+            &*self.env.clock,
+            &self.control.wakers[shard.index],
+            &self.control.stop,
+            self.env.idle,
+        )
+        .map_err(|e| match e {
+            DriveError::Task(e) => e,
+            DriveError::Stopped => PipelineError::Stopped,
+        })
+    }
+
+    /// Builds every root of the job on `shard` and drives them to their end.
+    fn run_shard(&self, plan: &JobPlan, shard: ShardInfo) -> Result<Vec<AnySink>, PipelineError> {
+        let cx = self.context(shard);
+        let mut tasks = plan.roots.iter().map(|r| r.build(&cx)).collect::<Result<Vec<_>, _>>()?;
+        drop(cx);
+        self.drive(shard, &mut tasks)?;
+        Ok(tasks.into_iter().map(RootTask::into_sink).collect())
+    }
+}
+
+/// Runs `per_shard` on every shard of `env`, each on a thread of its own, and returns each
+/// shard's result in shard order. The first error stops every shard and is returned (an error
+/// other than [`PipelineError::Stopped`] wins, so the cause is reported rather than its echo).
+fn run_threads<R, F>(
+    env: &Env,
+    control: &RunControl,
+    per_shard: F,
+) -> Result<(Vec<R>, Option<String>), PipelineError>
+where
+    R: Send,
+    F: Fn(&Shared<'_>, ShardInfo) -> Result<R, PipelineError> + Sync,
+{
+    let shared = Shared::new(env, control);
+    let run = run_shards(&env.placement, "pinwheel", |scx| {
+        let shard = ShardInfo { index: scx.index, count: scx.count };
+        shared.guarded(shard, || per_shard(&shared, shard))
     })
     .map_err(from_shard_error)?;
-
-    let mut sinks = Vec::with_capacity(shards);
+    let mut results = Vec::with_capacity(control.shards());
     let mut first_error: Option<PipelineError> = None;
     for r in run.results {
         match r.map_err(from_shard_error).and_then(|r| r) {
-            Ok(sink) => sinks.push(sink),
+            Ok(r) => results.push(r),
             Err(e) => {
-                let replace = match (&first_error, &e) {
-                    (None, _) => true,
-                    (Some(PipelineError::Stopped), e) => !matches!(e, PipelineError::Stopped),
-                    _ => false,
+                let replace = match &first_error {
+                    None => true,
+                    Some(PipelineError::Stopped) => !matches!(e, PipelineError::Stopped),
+                    Some(_) => false,
                 };
                 if replace {
                     first_error = Some(e);
@@ -137,6 +200,76 @@ where
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(ShardedRun { sinks, placement_note: run.placement_note }),
+        None => Ok((results, run.placement_note)),
     }
+}
+
+fn from_shard_error(e: ShardError) -> PipelineError {
+    match e {
+        ShardError::Spawn { shard, message } => {
+            PipelineError::Spawn { thread: format!("pinwheel-shard-{shard}"), message }
+        }
+        ShardError::Panicked { shard, message } => {
+            PipelineError::Panicked { operator: None, shard, phase: None, message }
+        }
+        ShardError::Placement(e) => ConfigError::from(e).into(),
+        other => {
+            PipelineError::Spawn { thread: "pinwheel".to_string(), message: other.to_string() }
+        }
+    }
+}
+
+/// Runs every root of `plan` on every shard of `env`, each shard on a thread of its own.
+pub(crate) fn run_job(
+    plan: &JobPlan,
+    env: &Env,
+    control: &RunControl,
+) -> Result<RunResult, PipelineError> {
+    let (per_shard, placement_note) =
+        run_threads(env, control, |shared, shard| shared.run_shard(plan, shard))?;
+    Ok(RunResult { per_shard, placement_note })
+}
+
+/// Runs the one stream of `plan` on every shard of `env`, each shard on a thread of its own,
+/// into the sink `sink_factory` makes there; returns the sinks in shard order. The sinks may
+/// borrow from the caller (the shard threads are scoped).
+pub(crate) fn run_stream<P, S, SF>(
+    plan: &P,
+    env: &Env,
+    control: &RunControl,
+    sink_factory: SF,
+) -> Result<(Vec<S>, Option<String>), PipelineError>
+where
+    P: StagePlan,
+    S: Sink<P::Item> + Send,
+    SF: Fn(ShardInfo) -> S + Sync,
+{
+    run_threads(env, control, |shared, shard| {
+        let stage = plan.build(&shared.context(shard))?;
+        let mut task = [RootStage::new(stage, sink_factory(shard), shard.index)];
+        shared.drive(shard, &mut task)?;
+        let [task] = task;
+        Ok(task.into_parts())
+    })
+}
+
+/// Runs a one-shard pipeline of `plan` into `sink` on the calling thread (the sink need not be
+/// `Send` nor `'static`: it never leaves this thread).
+pub(crate) fn run_here<P, S>(
+    plan: &P,
+    env: &Env,
+    control: &RunControl,
+    sink: &mut S,
+) -> Result<(), PipelineError>
+where
+    P: StagePlan,
+    S: Sink<P::Item>,
+{
+    debug_assert_eq!(control.shards(), 1, "run_here needs one shard");
+    let shared = Shared::new(env, control);
+    let shard = ShardInfo { index: 0, count: 1 };
+    shared.guarded(shard, || {
+        let stage = plan.build(&shared.context(shard))?;
+        shared.drive(shard, &mut [RootStage::new(stage, sink, shard.index)])
+    })
 }

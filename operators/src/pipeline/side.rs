@@ -1,127 +1,172 @@
-//! Side outputs read as streams (Flink's `getSideOutput`).
+//! Side outputs: where a process stage's side outputs go (callbacks and streams, one mechanism),
+//! and side outputs read as streams (Flink's `getSideOutput`).
+//!
+//! A process stage writes its side outputs into typed buffers ([`SideOutputs`]); after every pull
+//! its taps empty them: each consumed side output has one tap, a callback
+//! ([`side_output`](super::DataStream::side_output)) or a stream branch
+//! ([`side_output_stream`](super::DataStream::side_output_stream)); records of side outputs
+//! without a consumer are discarded and counted, as in Flink.
 //!
 //! ```text
-//!                            ┌─ main buffer ──► MainOutputStream ──► … ──► sink A
+//!                            ┌─ main buffer ──► MainOutputStage ──► … ──► sink A
 //!   upstream ──► process ──► tee (one per shard)
-//!                            └─ side buffer ──► SideOutputStream ──► map / key_by / process ──► sink B
+//!                            └─ side buffer ──► SideOutputStage ──► map / key_by / process ──► sink B
 //! ```
 //!
-//! [`DataStream::with_side_outputs`] turns a process stage into a stage shared by several
-//! branches: its main output continues as a [`DataStream`], and
-//! [`side_output_stream`](DataStream::side_output_stream) gives a side output as another
+//! [`with_side_outputs`](super::DataStream::with_side_outputs) turns a process stage into a stage
+//! shared by several branches: its main output continues as a [`DataStream`](super::DataStream),
+//! and [`side_output_stream`](super::DataStream::side_output_stream) gives a side output as another
 //! `DataStream`, which can be mapped, filtered, keyed again and processed like any other. Every
 //! branch must run in the same [`Job`](super::Job), which feeds each to its own sink, on the same
 //! shards:
 //!
 //! * **Built once per shard.** Each shard builds the process stage once (the first branch to be
 //!   built does, through the shard's registry of shared stages) and every branch holds the shard's
-//!   *tee*: the stage and one buffer per branch. Whichever branch is polled pulls the stage;
+//!   *tee*: the stage and one buffer per branch. Whichever branch is pulled pulls the stage;
 //!   elements for the other branches wait in their buffers.
-//! * **Bounded.** A branch buffer holds about [`DEFAULT_BRANCH_BUFFER`] elements (set with
-//!   [`branch_buffer`](DataStream::branch_buffer)): while any buffer is full, no branch pulls the
-//!   stage, so a branch whose sink is slow holds the others back (backpressure) instead of growing
-//!   memory. A buffer can exceed its bound by what one batch of the stage emits to it (side records
-//!   arrive a batch at a time), never more. [`BranchStats`] reports the most elements the buffers
-//!   of a shard held at once.
-//! * **No deadlock.** A branch that waits for a full sibling reports `Pending`, and the job's shard
-//!   loop keeps polling every root in turn, so the full buffer drains.
+//! * **Bounded.** A branch buffer holds about 1,024 elements (set with
+//!   [`branch_buffer`](super::DataStream::branch_buffer)): while any buffer is full, no branch
+//!   pulls the stage, so a branch whose sink is slow holds the others back (backpressure) instead
+//!   of growing memory. A buffer can exceed its bound by what one pull of the stage emits to it,
+//!   never more. [`BranchStats`] reports the most elements the buffers of a shard held at once.
+//! * **No deadlock.** A branch that waits for a full sibling reports [`Status::Idle`], and the
+//!   job's shard loop keeps pulling every root in turn, so the full buffer drains.
 //! * **Timestamps and watermarks.** Side records carry the timestamps of the
-//!   [`Semantics`](crate::Semantics) rule; a side output read as a stream is declared when the stage
-//!   is built, so it receives every watermark and idle marker (SEMANTICS A2.10), including the
-//!   final `i64::MAX`: a keyed stage downstream of a side output has working event-time timers.
-//! * **One consumer per tag.** A side output goes to one stream or one callback
-//!   ([`side_output`](DataStream::side_output)); a second consumer of the same tag is a
-//!   configuration error when the job runs. Side outputs without a consumer are discarded and
-//!   counted, as before; the main output of a stage whose main branch is not run is discarded.
+//!   [`Semantics`](crate::Semantics) rule; a side output read as a stream is declared when the
+//!   stage is built, so it receives every watermark and idle marker (docs/semantics.md A2.10),
+//!   including the final `i64::MAX`: a keyed stage downstream of a side output has working
+//!   event-time timers.
+//! * **One consumer per tag.** A side output goes to one stream or one callback; a second consumer
+//!   of the same tag is a configuration error when the job runs. The main output of a stage whose
+//!   main branch is not run is discarded.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::DataStream;
-use super::process::{KeyedProcessPlan, ProcessPlan};
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
-use crate::error::PipelineError;
+use pinwheel_engine::shard::Turn;
+use pinwheel_engine::time::Timestamp;
+
+use super::build::BuildContext;
+use super::stage::{Stage, StagePlan, Status};
+use crate::error::{ConfigError, PipelineError};
 use crate::output::{OutputTag, SideOutputs, StreamElement};
 
 /// Elements each branch buffer of a shared stage holds by default (see the [module docs](self)).
 pub const DEFAULT_BRANCH_BUFFER: usize = 1024;
 
-/// How many elements one poll of a side branch pulls for its siblings before it yields.
-const PULL_BUDGET: usize = 512;
-
 /// Shared-stage ids: unique per `with_side_outputs` in the process.
 static NEXT_STAGE: AtomicU64 = AtomicU64::new(1);
 
-/// One shard's registry of shared stages, built once and held by every branch (graph
-/// construction only).
+/// The callbacks given for a process stage's side outputs, as declared on its plan.
 #[derive(Clone, Default)]
-pub(crate) struct SharedStages {
-    stages: Rc<RefCell<HashMap<u64, Rc<dyn Any>>>>,
+pub(crate) struct SideCallbacks {
+    taps: Vec<Arc<dyn Fn() -> Box<dyn Tap> + Send + Sync>>,
+    /// The id and type of each side output with a callback.
+    tags: Vec<(Arc<str>, TypeId)>,
 }
 
-impl fmt::Debug for SharedStages {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SharedStages({})", self.stages.borrow().len())
+impl SideCallbacks {
+    /// Side output `tag` goes to `f(value, timestamp)`.
+    pub(crate) fn add<T: 'static>(
+        &mut self,
+        tag: &OutputTag<T>,
+        f: impl Fn(T, Option<Timestamp>) + Send + Sync + 'static,
+    ) {
+        self.tags.push((Arc::from(tag.id()), TypeId::of::<T>()));
+        let (tag, f) = (tag.clone(), Arc::new(f));
+        self.taps.push(Arc::new(move || {
+            Box::new(CallbackTap { tag: tag.clone(), f: f.clone() }) as Box<dyn Tap>
+        }));
+    }
+
+    /// The side outputs that have a callback: id and type.
+    pub(crate) fn tags(&self) -> &[(Arc<str>, TypeId)] {
+        &self.tags
+    }
+
+    /// The taps of a running stage, starting with these callbacks.
+    pub(crate) fn build(&self) -> SideTaps {
+        SideTaps { taps: self.taps.iter().map(|make| make()).collect(), unconsumed: 0 }
     }
 }
 
-/// A running process stage whose side outputs can be read as streams: implemented by
-/// [`KeyedProcessStream`](super::KeyedProcessStream) and [`ProcessStream`](super::ProcessStream).
-pub trait SideOutputStage: Stream {
-    /// The stage's side-output buffers, and the taps that empty them into stream branches after
-    /// every batch.
-    fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs);
+impl fmt::Debug for SideCallbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SideCallbacks({})", self.taps.len())
+    }
 }
 
-/// The side outputs of one running process stage that stream branches read (per shard).
-#[derive(Default)]
-pub struct SideTaps {
+/// The consumers of one running process stage's side outputs (per shard).
+pub(crate) struct SideTaps {
     taps: Vec<Box<dyn Tap>>,
+    /// Side records that had no consumer, discarded.
+    unconsumed: u64,
 }
 
 impl fmt::Debug for SideTaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SideTaps({})", self.taps.len())
+        f.debug_struct("SideTaps")
+            .field("taps", &self.taps.len())
+            .field("unconsumed", &self.unconsumed)
+            .finish()
     }
 }
 
 impl SideTaps {
     /// From now on, side output `tag` goes into `buffer`. The tag is declared at once, so it
-    /// receives every watermark from here on (SEMANTICS A2.10).
-    fn add<T: 'static>(
+    /// receives every watermark from here on (A2.10).
+    fn add_branch<T: 'static>(
         &mut self,
         side: &mut SideOutputs,
         tag: &OutputTag<T>,
         buffer: Rc<BranchBuffer<T>>,
     ) {
         side.declare(tag);
-        self.taps.push(Box::new(TagTap { tag: tag.clone(), buffer }));
+        self.taps.push(Box::new(BranchTap { tag: tag.clone(), buffer }));
     }
 
-    /// Moves every tapped side output into its branch buffer (once per batch).
+    /// Moves every side output to its consumer, and discards (and counts) the records of the
+    /// others. Once per pull of the stage.
     #[inline]
     pub(crate) fn drain(&mut self, side: &mut SideOutputs) {
         for tap in &mut self.taps {
             tap.drain(side);
         }
+        self.unconsumed += side.discard_records();
     }
 }
 
-trait Tap {
+/// A consumer of one side output.
+pub(crate) trait Tap {
     fn drain(&mut self, side: &mut SideOutputs);
 }
 
-struct TagTap<T> {
+struct CallbackTap<T, F> {
+    tag: OutputTag<T>,
+    f: Arc<F>,
+}
+
+impl<T: 'static, F: Fn(T, Option<Timestamp>)> Tap for CallbackTap<T, F> {
+    fn drain(&mut self, side: &mut SideOutputs) {
+        for e in side.declare(&self.tag).drain(..) {
+            if let StreamElement::Record { value, timestamp } = e {
+                (self.f)(value, timestamp);
+            }
+        }
+    }
+}
+
+struct BranchTap<T> {
     tag: OutputTag<T>,
     buffer: Rc<BranchBuffer<T>>,
 }
 
-impl<T: 'static> Tap for TagTap<T> {
+impl<T: 'static> Tap for BranchTap<T> {
     fn drain(&mut self, side: &mut SideOutputs) {
         let elements = side.declare(&self.tag);
         if !elements.is_empty() {
@@ -140,15 +185,23 @@ struct BranchBuffer<T> {
 }
 
 impl<T> BranchBuffer<T> {
+    /// Moves everything buffered into `out`.
     #[inline]
-    fn pop(&self) -> Option<StreamElement<T>> {
+    fn take_into(&self, out: &mut Vec<StreamElement<T>>) -> bool {
         let mut queue = self.queue.borrow_mut();
-        let e = queue.pop_front();
-        if e.is_some() {
-            self.len.set(queue.len());
+        if queue.is_empty() {
+            return false;
         }
-        e
+        out.extend(queue.drain(..));
+        self.len.set(0);
+        true
     }
+}
+
+/// A running process stage whose side outputs can be read as streams: its taps and buffers.
+pub(crate) trait SideOutputSource: Stage {
+    /// The stage's side-output buffers, and the taps that empty them after every pull.
+    fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs);
 }
 
 /// How full the branch buffers of a shared stage got.
@@ -166,19 +219,19 @@ impl BranchStats {
 }
 
 /// What every branch of a shared stage knows about it.
-struct SharedStage<P> {
+pub(crate) struct SharedStage<P> {
     id: u64,
     plan: P,
-    capacity: AtomicUsize,
+    pub(crate) capacity: AtomicUsize,
     /// Side outputs that have a consumer (a stream branch or a callback): id and type.
     claimed: Mutex<Vec<(Arc<str>, TypeId)>>,
     /// A configuration error found while the branches were declared, reported when they run.
-    conflict: Mutex<Option<String>>,
-    stats: Arc<BranchStats>,
+    conflict: Mutex<Option<ConfigError>>,
+    pub(crate) stats: Arc<BranchStats>,
 }
 
 impl<P> SharedStage<P> {
-    fn new(plan: P, claimed: Vec<(Arc<str>, TypeId)>) -> Self {
+    pub(crate) fn new(plan: P, claimed: Vec<(Arc<str>, TypeId)>) -> Self {
         SharedStage {
             id: NEXT_STAGE.fetch_add(1, Ordering::Relaxed),
             plan,
@@ -189,17 +242,14 @@ impl<P> SharedStage<P> {
         }
     }
 
-    fn claim<T: 'static>(&self, tag: &OutputTag<T>) {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+    /// Records that `tag` gets a stream consumer; a second consumer is a configuration error.
+    pub(crate) fn claim<T: 'static>(&self, tag: &OutputTag<T>) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (Arc::<str>::from(tag.id()), TypeId::of::<T>());
         if claimed.contains(&key) {
-            let mut conflict = self.conflict.lock().unwrap_or_else(|p| p.into_inner());
-            conflict.get_or_insert_with(|| {
-                format!(
-                    "side output {:?} has two consumers: read each side output through one \
-                     stream or one callback",
-                    tag.id()
-                )
+            let mut conflict = self.conflict.lock().unwrap_or_else(PoisonError::into_inner);
+            conflict.get_or_insert_with(|| ConfigError::SideOutputConsumedTwice {
+                tag: tag.id().to_string(),
             });
         } else {
             claimed.push(key);
@@ -207,51 +257,55 @@ impl<P> SharedStage<P> {
     }
 }
 
-impl<P: StreamPlan> SharedStage<P>
+impl<P: StagePlan> SharedStage<P>
 where
-    P::Stream: SideOutputStage + 'static,
+    P::Stage: SideOutputSource + 'static,
 {
     /// This shard's tee: built by the first branch that asks, shared by the others.
-    fn tee(&self, cx: &BuildContext) -> Result<Rc<RefCell<Tee<P::Stream>>>, PipelineError> {
-        if let Some(conflict) = self.conflict.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Err(PipelineError::Config(conflict));
+    fn tee(&self, cx: &BuildContext) -> Result<Rc<RefCell<Tee<P::Stage>>>, PipelineError> {
+        if let Some(conflict) = self.conflict.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        {
+            return Err(conflict.into());
         }
-        let existing = cx.shared.stages.borrow().get(&self.id).cloned();
-        if let Some(any) = existing {
-            return any.downcast::<RefCell<Tee<P::Stream>>>().map_err(|_| {
-                PipelineError::Config(format!("shared stage {}: a branch of another type", self.id))
-            });
+        if let Some(any) = cx.shared.get(self.id) {
+            // The registry holds this stage's tee under its id: the type is the stage's own.
+            return Ok(any
+                .downcast::<RefCell<Tee<P::Stage>>>()
+                .unwrap_or_else(|_| unreachable!("a shared stage's tee has its stage's type")));
         }
         // Not holding the registry while building: the stage's upstream may hold shared stages.
-        let stream = self.plan.build(cx)?;
+        let stage = self.plan.build(cx)?;
         let tee = Rc::new(RefCell::new(Tee {
-            stream,
+            stage,
             main: None,
             side_lens: Vec::new(),
             capacity: self.capacity.load(Ordering::Relaxed).max(1),
             done: false,
             peak: 0,
             stats: self.stats.clone(),
+            scratch: Vec::new(),
         }));
-        cx.shared.stages.borrow_mut().insert(self.id, tee.clone());
+        cx.shared.insert(self.id, tee.clone());
         Ok(tee)
     }
 }
 
 /// One shard's shared process stage and its branch buffers.
-struct Tee<S: Stream> {
-    stream: S,
+struct Tee<S: Stage> {
+    stage: S,
     /// The main branch's buffer; `None` while no main branch is built (its output is discarded).
-    main: Option<VecDeque<StreamElement<S::Item>>>,
+    main: Option<Vec<StreamElement<S::Item>>>,
     /// The length of every side branch's buffer.
     side_lens: Vec<Rc<Cell<usize>>>,
     capacity: usize,
     done: bool,
     peak: usize,
     stats: Arc<BranchStats>,
+    /// Where a pull on behalf of a side branch puts the main output when there is no main branch.
+    scratch: Vec<StreamElement<S::Item>>,
 }
 
-impl<S: Stream> Tee<S> {
+impl<S: Stage> Tee<S> {
     /// Elements buffered for the side branches.
     #[inline]
     fn side_buffered(&self) -> usize {
@@ -265,21 +319,34 @@ impl<S: Stream> Tee<S> {
             || self.side_lens.iter().any(|l| l.get() >= self.capacity)
     }
 
-    /// Records the buffers' high-water mark.
-    #[inline]
-    fn note_peak(&mut self, side_buffered: usize) {
-        let total = side_buffered + self.main.as_ref().map_or(0, VecDeque::len);
+    /// Pulls the stage once, its main output into the main buffer (or discarded), its side
+    /// outputs into their buffers (by the stage's taps). Records the buffers' high-water mark.
+    fn pull_stage(&mut self, cx: &mut Turn) -> Result<Status, PipelineError> {
+        let Tee { stage, main, scratch, .. } = self;
+        let status = match main.as_mut() {
+            Some(main) => stage.pull(cx, main)?,
+            None => {
+                let status = stage.pull(cx, scratch)?;
+                scratch.clear();
+                status
+            }
+        };
+        if status == Status::Done {
+            self.done = true;
+        }
+        let total = self.side_buffered() + self.main.as_ref().map_or(0, Vec::len);
         if total > self.peak {
             self.peak = total;
             self.stats.peak.fetch_max(total, Ordering::Relaxed);
         }
+        Ok(status)
     }
 }
 
 /// The main output of a process stage shared with side-output streams: the plan. Made by
-/// [`DataStream::with_side_outputs`].
+/// [`DataStream::with_side_outputs`](super::DataStream::with_side_outputs).
 pub struct MainOutputPlan<P> {
-    stage: Arc<SharedStage<P>>,
+    pub(crate) stage: Arc<SharedStage<P>>,
 }
 
 impl<P> fmt::Debug for MainOutputPlan<P> {
@@ -289,10 +356,10 @@ impl<P> fmt::Debug for MainOutputPlan<P> {
 }
 
 /// A side output of a shared process stage, read as a stream: the plan. Made by
-/// [`DataStream::side_output_stream`].
+/// [`DataStream::side_output_stream`](super::DataStream::side_output_stream).
 pub struct SideOutputPlan<P, T> {
-    stage: Arc<SharedStage<P>>,
-    tag: OutputTag<T>,
+    pub(crate) stage: Arc<SharedStage<P>>,
+    pub(crate) tag: OutputTag<T>,
 }
 
 impl<P, T> fmt::Debug for SideOutputPlan<P, T> {
@@ -304,31 +371,31 @@ impl<P, T> fmt::Debug for SideOutputPlan<P, T> {
     }
 }
 
-impl<P> StreamPlan for MainOutputPlan<P>
+impl<P> StagePlan for MainOutputPlan<P>
 where
-    P: StreamPlan,
-    P::Stream: SideOutputStage + 'static,
+    P: StagePlan,
+    P::Stage: SideOutputSource + 'static,
 {
     type Item = P::Item;
-    type Stream = MainOutputStream<P::Stream>;
+    type Stage = MainOutputStage<P::Stage>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
         let tee = self.stage.tee(cx)?;
-        tee.borrow_mut().main.get_or_insert_with(VecDeque::new);
-        Ok(MainOutputStream { tee })
+        tee.borrow_mut().main.get_or_insert_with(Vec::new);
+        Ok(MainOutputStage { tee })
     }
 }
 
-impl<P, T> StreamPlan for SideOutputPlan<P, T>
+impl<P, T> StagePlan for SideOutputPlan<P, T>
 where
-    P: StreamPlan,
-    P::Stream: SideOutputStage + 'static,
+    P: StagePlan,
+    P::Stage: SideOutputSource + 'static,
     T: 'static,
 {
     type Item = T;
-    type Stream = SideOutputStream<P::Stream, T>;
+    type Stage = SideOutputStage<P::Stage, T>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
         let tee = self.stage.tee(cx)?;
         let len = Rc::new(Cell::new(0));
         let buffer =
@@ -336,172 +403,105 @@ where
         {
             let mut t = tee.borrow_mut();
             t.side_lens.push(len);
-            let (taps, side) = t.stream.side_taps();
-            taps.add(side, &self.tag, buffer.clone());
+            let (taps, side) = t.stage.side_taps();
+            taps.add_branch(side, &self.tag, buffer.clone());
         }
-        Ok(SideOutputStream { tee, buffer })
+        Ok(SideOutputStage { tee, buffer })
     }
 }
 
 /// The main output of a shared process stage: the running branch.
-pub struct MainOutputStream<S: Stream> {
+pub struct MainOutputStage<S: Stage> {
     tee: Rc<RefCell<Tee<S>>>,
 }
 
-impl<S: Stream> fmt::Debug for MainOutputStream<S> {
+impl<S: Stage> fmt::Debug for MainOutputStage<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MainOutputStream").finish_non_exhaustive()
+        f.debug_struct("MainOutputStage").finish_non_exhaustive()
     }
 }
 
-impl<S: Stream> Stream for MainOutputStream<S> {
+impl<S: Stage> Stage for MainOutputStage<S> {
     type Item = S::Item;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<S::Item>, PipelineError> {
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<S::Item>>,
+    ) -> Result<Status, PipelineError> {
         let mut tee = self.tee.borrow_mut();
-        if let Some(e) = tee.main.as_mut().and_then(VecDeque::pop_front) {
-            return Ok(Poll::Ready(e));
+        if let Some(main) = tee.main.as_mut()
+            && !main.is_empty()
+        {
+            out.append(main);
+            return Ok(if tee.done { Status::Done } else { Status::Busy });
         }
         if tee.done {
-            return Ok(Poll::Done);
+            return Ok(Status::Done);
         }
         if tee.full() {
-            // A side branch is behind: wait for it (the shard loop polls it meanwhile).
-            return Ok(Poll::Pending);
+            // A side branch is behind: wait for it (the shard loop pulls it meanwhile).
+            return Ok(Status::Idle);
         }
         let before = tee.side_buffered();
-        let polled = tee.stream.poll_next(cx)?;
-        let after = tee.side_buffered();
-        if after > before {
-            tee.note_peak(after);
+        let status = tee.pull_stage(cx)?;
+        let grew = tee.side_buffered() > before;
+        if let Some(main) = tee.main.as_mut() {
+            out.append(main);
         }
-        Ok(match polled {
-            Poll::Ready(e) => Poll::Ready(e),
-            Poll::Done => {
-                tee.done = true;
-                Poll::Done
-            }
+        Ok(match status {
             // Work was done for the side branches: not idle.
-            Poll::Pending if after > before => Poll::Yield,
+            Status::Idle if grew => Status::Busy,
             other => other,
         })
     }
 }
 
 /// A side output of a shared process stage: the running branch.
-pub struct SideOutputStream<S: Stream, T> {
+pub struct SideOutputStage<S: Stage, T> {
     tee: Rc<RefCell<Tee<S>>>,
     buffer: Rc<BranchBuffer<T>>,
 }
 
-impl<S: Stream, T> fmt::Debug for SideOutputStream<S, T> {
+impl<S: Stage, T> fmt::Debug for SideOutputStage<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SideOutputStream")
+        f.debug_struct("SideOutputStage")
             .field("buffered", &self.buffer.len.get())
             .finish_non_exhaustive()
     }
 }
 
-impl<S: Stream, T> Stream for SideOutputStream<S, T> {
+impl<S: Stage, T> Stage for SideOutputStage<S, T> {
     type Item = T;
 
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<T>, PipelineError> {
-        let mut pulled = 0;
-        loop {
-            if let Some(e) = self.buffer.pop() {
-                return Ok(Poll::Ready(e));
-            }
-            let mut tee = self.tee.borrow_mut();
-            if tee.done {
-                return Ok(Poll::Done);
-            }
-            if tee.full() || pulled >= PULL_BUDGET {
-                // A sibling is behind (the shard loop polls it meanwhile), or this turn is over.
-                return Ok(if pulled > 0 { Poll::Yield } else { Poll::Pending });
-            }
-            let before = tee.side_buffered();
-            let polled = tee.stream.poll_next(cx)?;
-            let after = tee.side_buffered();
-            match polled {
-                Poll::Ready(e) => {
-                    pulled += 1;
-                    // The main branch's element waits in its buffer (discarded if it has none).
-                    if let Some(main) = tee.main.as_mut() {
-                        main.push_back(e);
-                    }
-                    tee.note_peak(after);
-                }
-                Poll::Done => tee.done = true,
-                Poll::Yield | Poll::Pending => {
-                    let grew = after > before;
-                    if grew {
-                        tee.note_peak(after);
-                    }
-                    if self.buffer.len.get() > 0 {
-                        continue;
-                    }
-                    // Work done for a sibling is not idleness.
-                    let busy = grew || pulled > 0 || matches!(polled, Poll::Yield);
-                    return Ok(if busy { Poll::Yield } else { Poll::Pending });
-                }
-            }
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<T>>,
+    ) -> Result<Status, PipelineError> {
+        if self.buffer.take_into(out) {
+            return Ok(Status::Busy);
         }
-    }
-}
-
-impl<P, KS, FF> DataStream<KeyedProcessPlan<P, KS, FF>> {
-    /// Shares this keyed process stage between its main output (the returned stream) and side
-    /// outputs read as streams ([`side_output_stream`](DataStream::side_output_stream)), in one
-    /// [`Job`](super::Job). See the [side module docs](super::side). Name the stage and add
-    /// side-output callbacks first.
-    pub fn with_side_outputs(self) -> DataStream<MainOutputPlan<KeyedProcessPlan<P, KS, FF>>> {
-        let claimed = self.plan.side.tags().to_vec();
-        DataStream {
-            plan: MainOutputPlan { stage: Arc::new(SharedStage::new(self.plan, claimed)) },
-            env: self.env,
+        let mut tee = self.tee.borrow_mut();
+        if tee.done {
+            return Ok(Status::Done);
         }
-    }
-}
-
-impl<P, FF> DataStream<ProcessPlan<P, FF>> {
-    /// Shares this process stage between its main output (the returned stream) and side outputs
-    /// read as streams ([`side_output_stream`](DataStream::side_output_stream)), in one
-    /// [`Job`](super::Job). See the [side module docs](super::side). Name the stage and add
-    /// side-output callbacks first.
-    pub fn with_side_outputs(self) -> DataStream<MainOutputPlan<ProcessPlan<P, FF>>> {
-        let claimed = self.plan.side.tags().to_vec();
-        DataStream {
-            plan: MainOutputPlan { stage: Arc::new(SharedStage::new(self.plan, claimed)) },
-            env: self.env,
+        if tee.full() {
+            // A sibling is behind (the shard loop pulls it meanwhile).
+            return Ok(Status::Idle);
         }
-    }
-}
-
-impl<P> DataStream<MainOutputPlan<P>> {
-    /// The side output `tag` of this stage as a stream (Flink's `getSideOutput`): its records,
-    /// with the timestamps of the [`Semantics`](crate::Semantics) rule, and every watermark of
-    /// the stage. Run it in the same [`Job`](super::Job) as the main output. A tag can be read by
-    /// one consumer only.
-    pub fn side_output_stream<T: 'static>(
-        &self,
-        tag: &OutputTag<T>,
-    ) -> DataStream<SideOutputPlan<P, T>> {
-        self.plan.stage.claim(tag);
-        DataStream {
-            plan: SideOutputPlan { stage: self.plan.stage.clone(), tag: tag.clone() },
-            env: self.env.clone(),
-        }
-    }
-
-    /// Elements each branch buffer holds before the stage stops (default
-    /// [`DEFAULT_BRANCH_BUFFER`], at least 1); applies to every branch of the stage.
-    pub fn branch_buffer(self, elements: usize) -> Self {
-        self.plan.stage.capacity.store(elements.max(1), Ordering::Relaxed);
-        self
-    }
-
-    /// How full this stage's branch buffers got (updated while it runs).
-    pub fn branch_stats(&self) -> Arc<BranchStats> {
-        self.plan.stage.stats.clone()
+        let before = tee.side_buffered();
+        let status = tee.pull_stage(cx)?;
+        let grew = tee.side_buffered() > before;
+        let main_has = tee.main.as_ref().is_some_and(|m| !m.is_empty());
+        drop(tee);
+        let got = self.buffer.take_into(out);
+        Ok(match status {
+            Status::Done if got => Status::Busy,
+            Status::Done => Status::Done,
+            // Work done for a sibling is not idleness.
+            Status::Idle if !(got || grew || main_has) => Status::Idle,
+            _ => Status::Busy,
+        })
     }
 }

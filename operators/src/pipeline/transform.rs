@@ -1,9 +1,12 @@
-//! Stateless steps chained into the source: map, filter, flat_map. A function call per record, no
-//! queue; watermarks and idle markers pass through unchanged.
+//! Stateless steps chained into the source: map, filter, flat_map. A function call per record in
+//! a loop over the batch, no queue; watermarks and idle markers pass through unchanged.
 
 use std::sync::Arc;
 
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
+use pinwheel_engine::shard::Turn;
+
+use super::build::BuildContext;
+use super::stage::{Stage, StagePlan, Status};
 use crate::error::PipelineError;
 use crate::output::StreamElement;
 
@@ -16,39 +19,42 @@ pub struct MapPlan<P, F> {
 
 /// `map`: the running stage.
 #[derive(Debug)]
-pub struct MapStream<S, F> {
+pub struct MapStage<S: Stage, F> {
     upstream: S,
     f: Arc<F>,
+    input: Vec<StreamElement<S::Item>>,
 }
 
-impl<P, F, U> StreamPlan for MapPlan<P, F>
+impl<P, F, U> StagePlan for MapPlan<P, F>
 where
-    P: StreamPlan,
+    P: StagePlan,
     F: Fn(P::Item) -> U + Send + Sync + 'static,
 {
     type Item = U;
-    type Stream = MapStream<P::Stream, F>;
+    type Stage = MapStage<P::Stage, F>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
-        Ok(MapStream { upstream: self.upstream.build(cx)?, f: self.f.clone() })
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        Ok(MapStage { upstream: self.upstream.build(cx)?, f: self.f.clone(), input: Vec::new() })
     }
 }
 
-impl<S, F, U> Stream for MapStream<S, F>
+impl<S, F, U> Stage for MapStage<S, F>
 where
-    S: Stream,
+    S: Stage,
     F: Fn(S::Item) -> U,
 {
     type Item = U;
 
     #[inline]
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<U>, PipelineError> {
-        Ok(match self.upstream.poll_next(cx)? {
-            Poll::Ready(e) => Poll::Ready(e.map(&*self.f)),
-            Poll::Yield => Poll::Yield,
-            Poll::Pending => Poll::Pending,
-            Poll::Done => Poll::Done,
-        })
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<U>>,
+    ) -> Result<Status, PipelineError> {
+        let status = self.upstream.pull(cx, &mut self.input)?;
+        let f = &*self.f;
+        out.extend(self.input.drain(..).map(|e| e.map(f)));
+        Ok(status)
     }
 }
 
@@ -59,45 +65,56 @@ pub struct FilterPlan<P, F> {
     pub(crate) f: Arc<F>,
 }
 
-/// `filter`: the running stage.
+/// `filter`: the running stage. It pulls straight into the caller's batch and removes what does
+/// not pass: no copy.
 #[derive(Debug)]
-pub struct FilterStream<S, F> {
+pub struct FilterStage<S, F> {
     upstream: S,
     f: Arc<F>,
 }
 
-impl<P, F> StreamPlan for FilterPlan<P, F>
+impl<P, F> StagePlan for FilterPlan<P, F>
 where
-    P: StreamPlan,
+    P: StagePlan,
     F: Fn(&P::Item) -> bool + Send + Sync + 'static,
 {
     type Item = P::Item;
-    type Stream = FilterStream<P::Stream, F>;
+    type Stage = FilterStage<P::Stage, F>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
-        Ok(FilterStream { upstream: self.upstream.build(cx)?, f: self.f.clone() })
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        Ok(FilterStage { upstream: self.upstream.build(cx)?, f: self.f.clone() })
     }
 }
 
-impl<S, F> Stream for FilterStream<S, F>
+impl<S, F> Stage for FilterStage<S, F>
 where
-    S: Stream,
+    S: Stage,
     F: Fn(&S::Item) -> bool,
 {
     type Item = S::Item;
 
     #[inline]
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<S::Item>, PipelineError> {
-        loop {
-            match self.upstream.poll_next(cx)? {
-                Poll::Ready(StreamElement::Record { value, timestamp }) => {
-                    if (self.f)(&value) {
-                        return Ok(Poll::Ready(StreamElement::Record { value, timestamp }));
-                    }
-                }
-                other => return Ok(other),
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<S::Item>>,
+    ) -> Result<Status, PipelineError> {
+        let start = out.len();
+        let status = self.upstream.pull(cx, out)?;
+        // `retain` on the part this pull appended: the kept elements move down in order.
+        let mut kept = start;
+        for i in start..out.len() {
+            let keep = match &out[i] {
+                StreamElement::Record { value, .. } => (self.f)(value),
+                _ => true,
+            };
+            if keep {
+                out.swap(kept, i);
+                kept += 1;
             }
         }
+        out.truncate(kept);
+        Ok(status)
     }
 }
 
@@ -110,55 +127,56 @@ pub struct FlatMapPlan<P, F> {
 
 /// `flat_map`: the running stage. Each output keeps its input's timestamp.
 #[derive(Debug)]
-pub struct FlatMapStream<S, F, I> {
+pub struct FlatMapStage<S: Stage, F> {
     upstream: S,
     f: Arc<F>,
-    current: Option<(I, Option<i64>)>,
+    input: Vec<StreamElement<S::Item>>,
 }
 
-impl<P, F, R> StreamPlan for FlatMapPlan<P, F>
+impl<P, F, R> StagePlan for FlatMapPlan<P, F>
 where
-    P: StreamPlan,
+    P: StagePlan,
     F: Fn(P::Item) -> R + Send + Sync + 'static,
     R: IntoIterator,
 {
     type Item = R::Item;
-    type Stream = FlatMapStream<P::Stream, F, R::IntoIter>;
+    type Stage = FlatMapStage<P::Stage, F>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
-        Ok(FlatMapStream { upstream: self.upstream.build(cx)?, f: self.f.clone(), current: None })
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        Ok(FlatMapStage {
+            upstream: self.upstream.build(cx)?,
+            f: self.f.clone(),
+            input: Vec::new(),
+        })
     }
 }
 
-impl<S, F, R> Stream for FlatMapStream<S, F, R::IntoIter>
+impl<S, F, R> Stage for FlatMapStage<S, F>
 where
-    S: Stream,
+    S: Stage,
     F: Fn(S::Item) -> R,
     R: IntoIterator,
 {
     type Item = R::Item;
 
     #[inline]
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<R::Item>, PipelineError> {
-        loop {
-            if let Some((iter, timestamp)) = self.current.as_mut() {
-                if let Some(value) = iter.next() {
-                    return Ok(Poll::Ready(StreamElement::Record { value, timestamp: *timestamp }));
-                }
-                self.current = None;
-            }
-            match self.upstream.poll_next(cx)? {
-                Poll::Ready(StreamElement::Record { value, timestamp }) => {
-                    self.current = Some(((self.f)(value).into_iter(), timestamp));
-                }
-                Poll::Ready(StreamElement::Watermark(w)) => {
-                    return Ok(Poll::Ready(StreamElement::Watermark(w)));
-                }
-                Poll::Ready(StreamElement::Idle) => return Ok(Poll::Ready(StreamElement::Idle)),
-                Poll::Yield => return Ok(Poll::Yield),
-                Poll::Pending => return Ok(Poll::Pending),
-                Poll::Done => return Ok(Poll::Done),
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<R::Item>>,
+    ) -> Result<Status, PipelineError> {
+        let status = self.upstream.pull(cx, &mut self.input)?;
+        for e in self.input.drain(..) {
+            match e {
+                StreamElement::Record { value, timestamp } => out.extend(
+                    (self.f)(value)
+                        .into_iter()
+                        .map(|value| StreamElement::Record { value, timestamp }),
+                ),
+                StreamElement::Watermark(w) => out.push(StreamElement::Watermark(w)),
+                StreamElement::Idle => out.push(StreamElement::Idle),
             }
         }
+        Ok(status)
     }
 }

@@ -1,5 +1,5 @@
 //! Timestamp assignment and watermark generation (Flink's `WatermarkStrategy` and
-//! `TimestampsAndWatermarksOperator`, SEMANTICS A2.8).
+//! `TimestampsAndWatermarksOperator`, docs/semantics.md A2.8).
 //!
 //! * Each record is emitted **before** the generator sees it, so a watermark it causes follows it.
 //! * Only strictly increasing watermarks are emitted.
@@ -9,17 +9,26 @@
 //!   [`DEFAULT_EMIT_INTERVAL`]) and whenever the source has nothing more to give for now. Flink emits
 //!   every 200 ms of processing time instead; counting records keeps the watermark close behind the
 //!   data at any rate, which is what timers want, at the cost of a timer-wheel advance per interval.
+//!   While the source has nothing, the stage asks to be looked at again every
+//!   [`IDLE_EMIT_INTERVAL_MS`] of processing time, so that generators that act on the passing of
+//!   processing time ([`WatermarkStrategy::with_idleness`]) do so on a parked shard.
 
 use std::sync::Arc;
 
+use pinwheel_engine::shard::Turn;
 use pinwheel_engine::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 
-use super::stream::{BuildContext, Poll, PollContext, Stream, StreamPlan};
+use super::build::BuildContext;
+use super::stage::{Stage, StagePlan, Status};
 use crate::error::PipelineError;
 use crate::output::StreamElement;
 
 /// Records between two periodic watermark emissions by default.
 pub const DEFAULT_EMIT_INTERVAL: u32 = 256;
+
+/// While its source has nothing, a watermark stage calls its generator's periodic emission at
+/// least this often (ms of processing time): Flink's default `autoWatermarkInterval`.
+pub const IDLE_EMIT_INTERVAL_MS: i64 = 200;
 
 /// Where a [`WatermarkGenerator`] puts what it decides.
 #[derive(Debug, Clone)]
@@ -82,6 +91,16 @@ pub trait WatermarkGenerator<T> {
     fn on_event(&mut self, event: &T, timestamp: Timestamp, output: &mut WatermarkOutput);
     /// Called periodically (see the module docs).
     fn on_periodic_emit(&mut self, output: &mut WatermarkOutput);
+}
+
+impl WatermarkOutput {
+    /// Forgets what was emitted into it (the stage reuses one output for a batch).
+    #[inline]
+    fn reset(&mut self) {
+        self.watermark = None;
+        self.idle = false;
+        self.active = false;
+    }
 }
 
 /// Flink's `BoundedOutOfOrdernessWatermarks`: emits `max timestamp - delay - 1`; `MIN` before the
@@ -149,9 +168,9 @@ impl<T, G: WatermarkGenerator<T>> WatermarkGenerator<T> for WithIdleness<G> {
 /// assigner, optional idleness, and the emission interval.
 ///
 /// ```
-/// use pinwheel_operators::pipeline::{Event, WatermarkStrategy};
+/// use pinwheel_operators::pipeline::WatermarkStrategy;
 /// let s = WatermarkStrategy::for_bounded_out_of_orderness(0)
-///     .with_timestamp_assigner(|e: &Event, _| e.timestamp)
+///     .with_timestamp_assigner(|e: &(u64, i64), _| e.1)
 ///     .with_idleness(1_000);
 /// # let _ = s;
 /// ```
@@ -238,7 +257,7 @@ impl<G, A> WatermarkStrategy<G, A> {
         }
     }
 
-    /// Calls the generator's periodic emission every `records` records (at least 1).
+    /// Calls the generator's periodic emission every `records` records (at least 1; default 256).
     pub fn with_emit_interval(mut self, records: u32) -> Self {
         self.emit_interval = records.max(1);
         self
@@ -252,141 +271,176 @@ pub struct WatermarksPlan<P, G, A> {
     pub(crate) strategy: Arc<WatermarkStrategy<G, A>>,
 }
 
-/// Timestamps and watermarks: the running stage.
+/// Timestamps and watermarks: the running stage. It works on the upstream's batch in place:
+/// records get their timestamps where they are, a watermark is inserted after the record that
+/// caused it, upstream watermarks and idle markers are taken out.
 #[derive(Debug)]
-pub struct WatermarksStream<S, G, A> {
+pub struct WatermarksStage<S: Stage, G, A> {
     upstream: S,
+    /// The watermarks (and idle markers) to insert into the batch: after which element.
+    inserts: Vec<(usize, StreamElement<S::Item>)>,
     generator: G,
     strategy: Arc<WatermarkStrategy<G, A>>,
-    since_emit: u32,
-    emitted: Timestamp,
-    idle: bool,
-    queued: Option<Queued>,
+    emit: Emitter,
     finished: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Queued {
-    Watermark(Timestamp),
-    Idle,
+/// What has been emitted, and when the next periodic emission is due.
+#[derive(Debug)]
+struct Emitter {
+    since_emit: u32,
+    emitted: Timestamp,
+    idle: bool,
 }
 
-impl<P, G, A> StreamPlan for WatermarksPlan<P, G, A>
+impl Emitter {
+    /// What a generator's decision calls for: a watermark larger than every one before, or else
+    /// the start of idleness.
+    #[inline]
+    fn apply<T>(&mut self, decided: &WatermarkOutput) -> Option<StreamElement<T>> {
+        if let Some(w) = decided.watermark {
+            if w > self.emitted {
+                self.emitted = w;
+                self.idle = false;
+                return Some(StreamElement::Watermark(w));
+            }
+        }
+        if decided.idle && !self.idle {
+            self.idle = true;
+            return Some(StreamElement::Idle);
+        }
+        None
+    }
+}
+
+impl<P, G, A> StagePlan for WatermarksPlan<P, G, A>
 where
-    P: StreamPlan,
+    P: StagePlan,
     G: WatermarkGenerator<P::Item> + Clone + Send + Sync + 'static,
     A: TimestampAssigner<P::Item> + Send + Sync + 'static,
 {
     type Item = P::Item;
-    type Stream = WatermarksStream<P::Stream, G, A>;
+    type Stage = WatermarksStage<P::Stage, G, A>;
 
-    fn build(&self, cx: &BuildContext) -> Result<Self::Stream, PipelineError> {
-        Ok(WatermarksStream {
+    fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        Ok(WatermarksStage {
             upstream: self.upstream.build(cx)?,
+            inserts: Vec::new(),
             generator: self.strategy.generator.clone(),
             strategy: self.strategy.clone(),
-            since_emit: 0,
-            emitted: MIN_WATERMARK,
-            idle: false,
-            queued: None,
+            emit: Emitter { since_emit: 0, emitted: MIN_WATERMARK, idle: false },
             finished: false,
         })
     }
 }
 
-impl<S, G, A> WatermarksStream<S, G, A> {
-    /// Turns a generator's decision into at most one queued element.
-    fn apply(&mut self, out: &WatermarkOutput) {
-        if let Some(w) = out.watermark {
-            if w > self.emitted {
-                self.emitted = w;
-                self.idle = false;
-                self.queued = Some(Queued::Watermark(w));
-                return;
-            }
-        }
-        if out.idle && !self.idle {
-            self.idle = true;
-            self.queued = Some(Queued::Idle);
-        }
-    }
-}
-
-impl<S, G, A> Stream for WatermarksStream<S, G, A>
+impl<S, G, A> Stage for WatermarksStage<S, G, A>
 where
-    S: Stream,
+    S: Stage,
     G: WatermarkGenerator<S::Item>,
     A: TimestampAssigner<S::Item>,
 {
     type Item = S::Item;
 
     #[inline]
-    fn poll_next(&mut self, cx: &mut PollContext) -> Result<Poll<S::Item>, PipelineError> {
-        if let Some(q) = self.queued.take() {
-            return Ok(Poll::Ready(match q {
-                Queued::Watermark(w) => StreamElement::Watermark(w),
-                Queued::Idle => StreamElement::Idle,
-            }));
-        }
+    fn pull(
+        &mut self,
+        cx: &mut Turn,
+        out: &mut Vec<StreamElement<S::Item>>,
+    ) -> Result<Status, PipelineError> {
         if self.finished {
-            return Ok(Poll::Done);
+            return Ok(Status::Done);
         }
-        loop {
-            match self.upstream.poll_next(cx)? {
-                Poll::Ready(StreamElement::Record { value, timestamp }) => {
-                    let ts = self.strategy.assigner.assign(&value, timestamp);
-                    let mut out = WatermarkOutput::new(cx.now());
-                    self.generator.on_event(&value, ts, &mut out);
-                    self.since_emit += 1;
-                    if self.since_emit >= self.strategy.emit_interval {
-                        self.since_emit = 0;
-                        self.generator.on_periodic_emit(&mut out);
+        let start = out.len();
+        let status = self.upstream.pull(cx, out)?;
+        let WatermarksStage { generator, strategy, emit, inserts, .. } = self;
+        let interval = strategy.emit_interval;
+        let mut decided = WatermarkOutput::new(cx.now());
+        // One pass over the batch, in place: records get their timestamps; what must go in
+        // between (a watermark after the record that caused it) is noted, and so is whether any
+        // upstream marker must go.
+        let mut drop_markers = false;
+        // Where the upstream's final watermark is, if it is forwarded from this batch.
+        let mut final_at = None;
+        for (i, e) in out[start..].iter_mut().enumerate() {
+            match e {
+                StreamElement::Record { value, timestamp } => {
+                    // The record goes out before the generator sees it, so a watermark it causes
+                    // follows it.
+                    let ts = strategy.assigner.assign(value, *timestamp);
+                    *timestamp = Some(ts);
+                    decided.reset();
+                    generator.on_event(value, ts, &mut decided);
+                    emit.since_emit += 1;
+                    if emit.since_emit >= interval {
+                        emit.since_emit = 0;
+                        generator.on_periodic_emit(&mut decided);
                     }
                     // A record ends idleness downstream by itself.
-                    self.idle = false;
-                    self.apply(&out);
-                    return Ok(Poll::Ready(StreamElement::Record { value, timestamp: Some(ts) }));
-                }
-                Poll::Ready(StreamElement::Watermark(w)) => {
-                    if w == MAX_WATERMARK && self.emitted < MAX_WATERMARK {
-                        // One last periodic emission, then MAX. (Flink calls onPeriodicEmit once
-                        // more in finish(), but that runs after MAX has gone through, so there it
-                        // emits nothing; here the last watermark the data justifies goes out
-                        // before the end of event time, like any emission when the source has
-                        // nothing more to give.)
-                        let mut out = WatermarkOutput::new(cx.now());
-                        self.generator.on_periodic_emit(&mut out);
-                        let last = out.watermark.filter(|&v| v > self.emitted);
-                        self.emitted = MAX_WATERMARK;
-                        self.idle = false;
-                        return Ok(Poll::Ready(match last {
-                            Some(v) => {
-                                self.queued = Some(Queued::Watermark(MAX_WATERMARK));
-                                StreamElement::Watermark(v)
-                            }
-                            None => StreamElement::Watermark(MAX_WATERMARK),
-                        }));
+                    emit.idle = false;
+                    if let Some(e) = emit.apply(&decided) {
+                        inserts.push((start + i + 1, e));
                     }
-                    // Other upstream watermarks are ignored (A2.8).
                 }
-                Poll::Ready(StreamElement::Idle) => {}
-                Poll::Pending => {
-                    let mut out = WatermarkOutput::new(cx.now());
-                    self.generator.on_periodic_emit(&mut out);
-                    self.since_emit = 0;
-                    self.apply(&out);
-                    return Ok(match self.queued.take() {
-                        Some(Queued::Watermark(w)) => Poll::Ready(StreamElement::Watermark(w)),
-                        Some(Queued::Idle) => Poll::Ready(StreamElement::Idle),
-                        None => Poll::Pending,
-                    });
+                StreamElement::Watermark(w)
+                    if *w == MAX_WATERMARK && emit.emitted < MAX_WATERMARK =>
+                {
+                    // One last periodic emission, then MAX. (Flink calls onPeriodicEmit once more
+                    // in finish(), but that runs after MAX has gone through, so there it emits
+                    // nothing; here the last watermark the data justifies goes out before the end
+                    // of event time, like any emission when the source has nothing more to give.)
+                    decided.reset();
+                    generator.on_periodic_emit(&mut decided);
+                    if let Some(v) = decided.watermark.filter(|&v| v > emit.emitted) {
+                        inserts.push((start + i, StreamElement::Watermark(v)));
+                    }
+                    emit.emitted = MAX_WATERMARK;
+                    emit.idle = false;
+                    final_at = Some(start + i);
                 }
-                Poll::Yield => return Ok(Poll::Yield),
-                Poll::Done => {
-                    self.finished = true;
-                    return Ok(Poll::Done);
-                }
+                // Other upstream watermarks are ignored (A2.8), and upstream idleness swallowed.
+                StreamElement::Watermark(_) | StreamElement::Idle => drop_markers = true,
             }
         }
+        if drop_markers {
+            // Rare (sources with watermarks of their own): mark the dropped ones, shifting the
+            // insert positions past them.
+            let mut kept = start;
+            let mut next_insert = 0;
+            for i in start..out.len() {
+                while next_insert < inserts.len() && inserts[next_insert].0 == i {
+                    inserts[next_insert].0 = kept;
+                    next_insert += 1;
+                }
+                let keep = matches!(out[i], StreamElement::Record { .. }) || final_at == Some(i);
+                if keep {
+                    out.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            for insert in &mut inserts[next_insert..] {
+                insert.0 = kept;
+            }
+            out.truncate(kept);
+        }
+        // Watermarks go in from the back, so the positions noted stay right.
+        while let Some((at, e)) = inserts.pop() {
+            out.insert(at, e);
+        }
+        match status {
+            Status::Idle => {
+                // The source has nothing for now: a periodic emission.
+                decided.reset();
+                generator.on_periodic_emit(&mut decided);
+                emit.since_emit = 0;
+                if let Some(e) = emit.apply(&decided) {
+                    out.push(e);
+                }
+                cx.wake_at(cx.now().saturating_add(IDLE_EMIT_INTERVAL_MS));
+            }
+            Status::Done => self.finished = true,
+            Status::Busy => {}
+        }
+        Ok(status)
     }
 }

@@ -25,7 +25,7 @@ import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import pinwheel.flink.StandardStream.Event;
 
 /**
- * The Apache Flink side of Pinwheel's side-by-side benchmark (PERF.md, bench/flink/README.md).
+ * The Apache Flink side of Pinwheel's side-by-side benchmark (docs/benchmarks.md, bench/flink/README.md).
  *
  * <pre>
  * java -cp 'bench/flink/classes:bench/flink/lib/*' pinwheel.flink.FlinkBench \
@@ -43,7 +43,7 @@ public final class FlinkBench {
     static final long DEFAULT_EVENTS_PER_MS = 10L;
     static final int DEFAULT_SHARDS = 2;
     static final double DEFAULT_HEARTBEAT_RATE = 200_000;
-    /** PERF.md's ideal outputs (watermark one behind every event) at the default N, K, R. */
+    /** docs/benchmarks.md's ideal outputs (watermark one behind every event) at the default N, K, R. */
     static final long IDEAL_COUNT_WITH_TIMEOUT = 11_098_824L;
     static final long IDEAL_WINDOW_SUM = 15_068_582L;
 
@@ -74,7 +74,7 @@ public final class FlinkBench {
 
     static final String USAGE = String.join("\n",
             "usage: FlinkBench --job JOB [--events N] [--keys K] [--events-per-ms R] [--shards P] [--rate EV_PER_S]",
-            "  JOB: count-with-timeout | window-sum | timer-burst | heartbeat (PERF.md)",
+            "  JOB: count-with-timeout | window-sum | timer-burst | heartbeat (docs/benchmarks.md)",
             "  defaults: --events 20000000 --keys 1000000 --events-per-ms 10 --shards 2;",
             "            --rate: unlimited, heartbeat 200000 (events/s in total, over all shards)",
             "  extra:  --watermark-interval-ms MS (200, Flink's default)",
@@ -287,7 +287,7 @@ public final class FlinkBench {
         return expected;
     }
 
-    /** Watermark-independent checks from PERF.md, on stderr. */
+    /** Watermark-independent checks from docs/benchmarks.md, on stderr. */
     static void check(Args a, CountingSink.Merged r) {
         if (a.verify && a.keys <= Integer.MAX_VALUE - 8
                 && (a.job.equals("count-with-timeout") || a.job.equals("window-sum"))) {

@@ -3,12 +3,12 @@ package pinwheel.flink;
 import java.util.Arrays;
 
 /**
- * PERF.md's ideal outputs for any N, K, R: the outputs of count-with-timeout and window-sum under a
+ * docs/benchmarks.md's ideal outputs for any N, K, R: the outputs of count-with-timeout and window-sum under a
  * watermark exactly one behind every event, i.e. the events arrive in index order and the watermark
  * {@code ts(i) - 1} reaches the operator just before event i does. A timer at T then fires just
  * before the first event with {@code ts >= T + 1}, whose index is {@code (T + 1) * R}.
  *
- * <p>At PERF.md's defaults this gives exactly its figures (count-with-timeout 11,098,824 outputs,
+ * <p>At docs/benchmarks.md's defaults this gives exactly its figures (count-with-timeout 11,098,824 outputs,
  * sum of counts 123,293,855; window-sum 15,068,582) with the window end at the window's last
  * millisecond ({@link Jobs#windowEnd}); a window end at the next window's start would give
  * 15,068,508.

@@ -11,7 +11,7 @@ import org.apache.flink.util.Collector;
 import pinwheel.flink.StandardStream.Event;
 
 /**
- * PERF.md's four jobs as {@link KeyedProcessFunction}s, written the way the Flink documentation
+ * docs/benchmarks.md's four jobs as {@link KeyedProcessFunction}s, written the way the Flink documentation
  * writes them. Every job emits {@code Tuple3<Long, Long, Long>} = (key, value, emitNanos): value is
  * what the counting sink sums (a count, a window sum, 1), emitNanos is the source's emit time for
  * heartbeat's forwarded events (for the latency) and -1 for everything else.
@@ -21,7 +21,7 @@ public final class Jobs {
 
     public static final long MINUTE = 60_000L;
 
-    /** The instant every timer-burst timer is set for (PERF.md: i64::MAX - 1). */
+    /** The instant every timer-burst timer is set for (docs/benchmarks.md: i64::MAX - 1). */
     public static final long BURST_AT = Long.MAX_VALUE - 1;
 
     /** Out-record of every job. */

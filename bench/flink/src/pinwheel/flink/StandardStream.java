@@ -8,7 +8,7 @@ import org.apache.flink.api.common.functions.RichFlatMapFunction;
 import org.apache.flink.util.Collector;
 
 /**
- * PERF.md's standard stream on top of {@code env.fromSequence(0, P*M - 1)}.
+ * docs/benchmarks.md's standard stream on top of {@code env.fromSequence(0, P*M - 1)}.
  *
  * <p>NumberSequenceSource splits {@code [0, P*M)} into P contiguous ranges of M numbers, one per
  * source subtask; {@link Generate} maps {@code j -> i = (j mod M)*P + j/M}, so the range
@@ -34,7 +34,7 @@ public final class StandardStream {
         }
     }
 
-    /** PERF.md's splitmix64 (wrapping arithmetic; >>> is the unsigned shift). */
+    /** docs/benchmarks.md's splitmix64 (wrapping arithmetic; >>> is the unsigned shift). */
     public static long splitmix64(long x) {
         long z = x + 0x9E3779B97F4A7C15L;
         z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;

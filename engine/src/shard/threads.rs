@@ -1,12 +1,10 @@
 //! Shard threads: one thread per shard, pinned per the [`ShardPlacement`], each running the same
-//! closure on its own shard index; and the idle policy of a shard loop.
+//! closure on its own shard index.
 //!
-//! A shard owns everything it touches on the data path (its operators' state, timer wheels and key
-//! space); shards talk only through the exchange rings. This module only starts, pins and joins the
-//! threads and turns a panic into a typed error naming the shard.
+//! This module only starts, pins and joins the threads and turns a panic into a typed error naming
+//! the shard; what a shard does on its thread is the [driver](super::driver)'s business.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
 
 use crate::placement::{PlacementError, ShardPlacement, pin_current_thread};
 
@@ -107,51 +105,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a non-string payload".to_string()
-    }
-}
-
-/// The idle policy of a shard loop: spin, then yield, then sleep — never longer than the time to
-/// the shard's next processing-time timer, and never longer than [`IdleBackoff::MAX_SLEEP`], so a
-/// record arriving at a sleeping shard waits at most that long.
-#[derive(Debug, Default)]
-pub struct IdleBackoff {
-    idle_turns: u32,
-}
-
-impl IdleBackoff {
-    /// Turns spent spinning before yielding.
-    pub const SPIN_TURNS: u32 = 64;
-    /// Turns spent yielding before sleeping.
-    pub const YIELD_TURNS: u32 = 128;
-    /// The longest single sleep.
-    pub const MAX_SLEEP: Duration = Duration::from_micros(500);
-
-    /// A new policy.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The loop did work: start over from spinning.
-    #[inline]
-    pub fn reset(&mut self) {
-        self.idle_turns = 0;
-    }
-
-    /// The loop found nothing to do. `until_timer_ms` is the time to the next processing-time timer
-    /// (`None`: no timer pending); a timer due now means no sleep at all.
-    pub fn idle(&mut self, until_timer_ms: Option<i64>) {
-        self.idle_turns = self.idle_turns.saturating_add(1);
-        if self.idle_turns < Self::SPIN_TURNS {
-            std::hint::spin_loop();
-        } else if self.idle_turns < Self::YIELD_TURNS {
-            std::thread::yield_now();
-        } else if until_timer_ms.is_none_or(|ms| ms > 0) {
-            std::thread::sleep(Self::MAX_SLEEP);
-        } else {
-            // Something is due now (or soon, within the millisecond): stay awake, but let other
-            // threads (more shards than cores) run.
-            std::thread::yield_now();
-        }
     }
 }
 

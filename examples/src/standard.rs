@@ -1,0 +1,211 @@
+//! The standard generated stream of the benchmarks (docs/benchmarks.md): `N` events over `K` keys
+//! at `R` events per millisecond of event time, one partition per shard. The examples and the
+//! benchmark driver read it; it is a source like any other (a [`StagePlan`]).
+
+use pinwheel::pipeline::{BATCH, BuildContext, Stage, StagePlan, Status, Turn};
+use pinwheel::{MAX_WATERMARK, PipelineError, StreamElement, Timestamp};
+
+/// One event of the standard stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// `splitmix64(i) mod K`.
+    pub key: u64,
+    /// `i / R` milliseconds.
+    pub timestamp: Timestamp,
+    /// `i mod 100`.
+    pub value: u64,
+}
+
+/// splitmix64, as the benchmarks define it (wrapping arithmetic).
+#[inline]
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The standard stream: `N` events over `K` keys at `R` events per millisecond of event time.
+/// Partition `p` of `P` (one per shard) emits events `p, p+P, p+2P, …`.
+///
+/// Records carry no timestamp: assign them with a
+/// [`WatermarkStrategy`](pinwheel::pipeline::WatermarkStrategy) reading [`Event::timestamp`], as
+/// the benchmark jobs do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandardStream {
+    /// `N`: the number of events.
+    pub events: u64,
+    /// `K`: the number of keys (at least 1).
+    pub keys: u64,
+    /// `R`: events per millisecond of event time (at least 1).
+    pub events_per_ms: u64,
+}
+
+impl Default for StandardStream {
+    /// The benchmarks' defaults: N = 20,000,000, K = 1,000,000, R = 10.
+    fn default() -> Self {
+        StandardStream { events: 20_000_000, keys: 1_000_000, events_per_ms: 10 }
+    }
+}
+
+impl StandardStream {
+    /// Event `i` of the stream.
+    #[inline]
+    pub fn event(&self, i: u64) -> Event {
+        Event {
+            key: splitmix64(i) % self.keys.max(1),
+            timestamp: (i / self.events_per_ms.max(1)) as Timestamp,
+            value: i % 100,
+        }
+    }
+
+    /// The events of partition `p` of `parts`, in order.
+    pub fn partition(&self, p: u64, parts: u64) -> impl Iterator<Item = Event> + Send + use<> {
+        let this = *self;
+        (p..this.events).step_by(parts.max(1) as usize).map(move |i| this.event(i))
+    }
+}
+
+/// The running partition of a [`StandardStream`] on one shard. It computes each event as
+/// [`StandardStream::event`] does, but keeps `i / R` and `i mod 100` as running quotients and
+/// remainders instead of dividing for every event (the same values: a test checks them).
+#[derive(Debug)]
+pub struct StandardPartition {
+    /// The next event's index `i`.
+    next: u64,
+    /// Events in the stream, `N`.
+    events: u64,
+    /// `K`, at least 1.
+    keys: u64,
+    /// Partitions, `P`: `i` advances by this.
+    step: u64,
+    /// `R`, at least 1.
+    per_ms: u64,
+    /// `i / R` and `i mod R`.
+    ts: u64,
+    ts_rem: u64,
+    /// `P / R` and `P mod R`: how far one step moves them.
+    ts_step: u64,
+    ts_step_rem: u64,
+    /// `i mod 100`, and `P mod 100`.
+    value: u64,
+    value_step: u64,
+    ended: bool,
+}
+
+impl StandardPartition {
+    /// Partition `p` of `parts` of `stream`.
+    pub fn new(stream: StandardStream, p: u64, parts: u64) -> Self {
+        let per_ms = stream.events_per_ms.max(1);
+        let step = parts.max(1);
+        StandardPartition {
+            next: p,
+            events: stream.events,
+            keys: stream.keys.max(1),
+            step,
+            per_ms,
+            ts: p / per_ms,
+            ts_rem: p % per_ms,
+            ts_step: step / per_ms,
+            ts_step_rem: step % per_ms,
+            value: p % 100,
+            value_step: step % 100,
+            ended: false,
+        }
+    }
+
+    /// The next event, and moves on.
+    #[inline(always)]
+    fn advance(&mut self) -> Event {
+        let e = Event {
+            key: splitmix64(self.next) % self.keys,
+            timestamp: self.ts as Timestamp,
+            value: self.value,
+        };
+        self.next += self.step;
+        self.ts += self.ts_step;
+        self.ts_rem += self.ts_step_rem;
+        if self.ts_rem >= self.per_ms {
+            self.ts_rem -= self.per_ms;
+            self.ts += 1;
+        }
+        self.value += self.value_step;
+        if self.value >= 100 {
+            self.value -= 100;
+        }
+        e
+    }
+}
+
+impl Stage for StandardPartition {
+    type Item = Event;
+
+    #[inline]
+    fn pull(
+        &mut self,
+        _: &mut Turn,
+        out: &mut Vec<StreamElement<Event>>,
+    ) -> Result<Status, PipelineError> {
+        let left = self.events.saturating_sub(self.next).div_ceil(self.step);
+        let n = left.min(BATCH as u64) as usize;
+        out.reserve(n + 1);
+        for _ in 0..n {
+            let e = self.advance();
+            out.push(StreamElement::untimed(e));
+        }
+        if self.next < self.events {
+            return Ok(Status::Busy);
+        }
+        if !self.ended {
+            self.ended = true;
+            out.push(StreamElement::Watermark(MAX_WATERMARK));
+        }
+        Ok(Status::Done)
+    }
+}
+
+impl StagePlan for StandardStream {
+    type Item = Event;
+    type Stage = StandardPartition;
+
+    fn build(&self, cx: &BuildContext) -> Result<StandardPartition, PipelineError> {
+        let shard = cx.shard();
+        Ok(StandardPartition::new(*self, shard.index as u64, shard.count as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_matches_reference_values() {
+        // Reference values of splitmix64 (Vigna's generator seeded with 0, successive states).
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn the_running_partition_computes_the_events_of_the_definition() {
+        for (events, keys, r, parts) in [(1000, 7, 10, 3), (997, 1, 1, 1), (5000, 100, 3, 7)] {
+            let s = StandardStream { events, keys, events_per_ms: r };
+            for p in 0..parts {
+                let mut running = StandardPartition::new(s, p, parts);
+                let got: Vec<Event> =
+                    (p..events).step_by(parts as usize).map(|_| running.advance()).collect();
+                let want: Vec<Event> = s.partition(p, parts).collect();
+                assert_eq!(got, want, "N={events} K={keys} R={r} partition {p} of {parts}");
+            }
+        }
+    }
+
+    #[test]
+    fn partitions_cover_the_stream_once() {
+        let s = StandardStream { events: 1000, keys: 7, events_per_ms: 10 };
+        let mut all: Vec<u64> = (0..3).flat_map(|p| s.partition(p, 3)).map(|e| e.value).collect();
+        all.sort_unstable();
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all.iter().sum::<u64>(), (0..1000u64).map(|i| i % 100).sum::<u64>());
+        assert_eq!(s.event(25), Event { key: splitmix64(25) % 7, timestamp: 2, value: 25 });
+    }
+}
