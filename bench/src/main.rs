@@ -18,6 +18,7 @@
 //! against the stream.
 
 mod ideal;
+mod offcpu;
 mod paced;
 mod sinks;
 
@@ -81,6 +82,10 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
                           Timeouts are 60 s of processing time ahead and re-armed by every event of
                           the key: in a run shorter than a minute none fires, and those pending at
                           the end of input are dropped (as in Flink), so outputs = N normally
+  shard_runqueue_wait_ms shard_preemptions
+                          heartbeat (Linux): per shard, separated by '/', the time its thread was
+                          runnable but not running (preempted by other work on the machine) and
+                          how often it was preempted, from /proc/thread-self (first output to end)
   distinct_keys           timer-burst: the keys in the stream (outputs must equal it)
   max_shard_span_seconds  timer-burst: the longest time one shard took from its first output to its
                           last (the burst itself; output_span_seconds adds the shards' skew)
@@ -88,6 +93,16 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
   key_check_bytes         count-with-timeout: memory of the per-key check's sinks (included in
                           peak_rss_bytes; --no-key-check drops it)
   check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1)
+
+NOISE (pinwheel-bench noise --shards P --seconds S): not a job but the floor under heartbeat's tail.
+  P threads spin as idle shards do (64 turns, then a yield) and record every gap of more than 5 us
+  between two clock reads, i.e. time they did not run:
+  engine=pinwheel job=noise threads=P seconds=S not_running_pct=... gaps_over_10us=...
+  gaps_over_100us=... gaps_over_1ms=... max_gap_us=... delay_p99_us=... delay_p999_us=...
+  shard_runqueue_wait_ms=... shard_preemptions=...
+  delay_p99_us delay_p999_us  the delay a record arriving at a uniformly random moment would wait
+                          for its thread to run again: no engine on this machine does better for
+                          records that must cross to another shard
 
 CHECKS (independent of watermark timing, docs/benchmarks.md):
   count-with-timeout  every key's last output equals its number of events; sum of counts >= N
@@ -150,11 +165,15 @@ struct Cli {
     #[arg(long, value_name = "MS|off", value_parser = parse_alignment)]
     alignment: Option<Alignment>,
 
-    /// heartbeat only: writes the latency distribution to FILE as CSV (`series,percentile,
-    /// latency_us`: every event, and each shard's second half after warm-up), for
-    /// `scripts/plot-latency.py` to draw.
+    /// heartbeat: writes the latency distribution to FILE as CSV (`series,percentile,
+    /// latency_us`: every event, and each shard's second half after warm-up); noise: the delay
+    /// distribution (series `all`). For `scripts/plot-latency.py` to draw.
     #[arg(long, value_name = "FILE")]
     latency_csv: Option<std::path::PathBuf>,
+
+    /// noise only: how long its threads spin [default: 20].
+    #[arg(long, value_name = "S", value_parser = parse_count)]
+    seconds: Option<u64>,
 }
 
 /// A `--alignment` value.
@@ -184,6 +203,10 @@ enum Job {
     /// Latency: every event is forwarded at once and re-arms its key's 60 s processing-time
     /// timeout, from a rate-limited source.
     Heartbeat,
+    /// Not a job: what this machine takes from P threads that spin as idle shards do (time not
+    /// running, and the delay it implies for a record arriving at a random moment), the floor
+    /// under heartbeat's tail.
+    Noise,
 }
 
 impl Job {
@@ -193,6 +216,7 @@ impl Job {
             Job::WindowSum => "window-sum",
             Job::TimerBurst => "timer-burst",
             Job::Heartbeat => "heartbeat",
+            Job::Noise => "noise",
         }
     }
 }
@@ -215,6 +239,8 @@ struct Settings {
     alignment: Option<Alignment>,
     progress: bool,
     latency_csv: Option<std::path::PathBuf>,
+    /// noise's duration.
+    seconds: u64,
 }
 
 impl Settings {
@@ -242,6 +268,11 @@ impl Settings {
             }
         };
         ensure!(cli.job != Job::Heartbeat || rate >= 1, "--rate must be at least 1");
+        ensure!(
+            cli.job == Job::Noise || cli.seconds.is_none(),
+            "--seconds applies to noise only; {} runs to the end of its stream",
+            cli.job.name()
+        );
         Ok(Settings {
             job: cli.job,
             stream: StandardStream { events, keys, events_per_ms: cli.events_per_ms },
@@ -252,6 +283,7 @@ impl Settings {
             alignment: cli.alignment,
             progress: !cli.no_progress && std::io::stderr().is_terminal(),
             latency_csv: cli.latency_csv.clone(),
+            seconds: cli.seconds.unwrap_or(20),
         })
     }
 
@@ -444,26 +476,34 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<Checks> {
     let cli = Cli::parse();
     let s = Settings::from_cli(&cli)?;
-    eprintln!(
-        "pinwheel-bench: job={} N={} K={} R={} P={}{}{} watermarks={}",
-        s.job.name(),
-        s.stream.events,
-        s.stream.keys,
-        s.stream.events_per_ms,
-        s.shards,
-        if s.pin { " pinned" } else { " unpinned" },
-        if s.job == Job::Heartbeat { format!(" rate={}/s", s.rate) } else { String::new() },
-        if s.job == Job::Heartbeat {
-            "none (processing time)"
-        } else {
-            "for_monotonous_timestamps"
-        },
-    );
+    if s.job == Job::Noise {
+        eprintln!(
+            "pinwheel-bench: noise: {} threads spinning as idle shards for {} s",
+            s.shards, s.seconds
+        );
+    } else {
+        eprintln!(
+            "pinwheel-bench: job={} N={} K={} R={} P={}{}{} watermarks={}",
+            s.job.name(),
+            s.stream.events,
+            s.stream.keys,
+            s.stream.events_per_ms,
+            s.shards,
+            if s.pin { " pinned" } else { " unpinned" },
+            if s.job == Job::Heartbeat { format!(" rate={}/s", s.rate) } else { String::new() },
+            if s.job == Job::Heartbeat {
+                "none (processing time)"
+            } else {
+                "for_monotonous_timestamps"
+            },
+        );
+    }
     let (line, checks) = match s.job {
         Job::CountWithTimeout => count_with_timeout(&s)?,
         Job::WindowSum => window_sum(&s)?,
         Job::TimerBurst => timer_burst(&s)?,
         Job::Heartbeat => heartbeat(&s)?,
+        Job::Noise => noise(&s)?,
     };
     println!("{}", line.0.join(" "));
     Ok(checks)
@@ -786,6 +826,7 @@ fn heartbeat(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     );
 
     let mut line = common.line(s);
+    offcpu_fields(&mut line, sinks.iter().map(|k| k.offcpu));
     line.add("p50_us", format!("{:.1}", quantile_us(&all, 0.5)));
     line.add("p99_us", format!("{:.1}", quantile_us(&all, 0.99)));
     line.add("p999_us", format!("{:.1}", quantile_us(&all, 0.999)));
@@ -794,4 +835,74 @@ fn heartbeat(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     line.add("timeouts", timeouts);
     line.add("check", checks.field());
     Ok((line, checks))
+}
+
+/// Adds what the operating system took from each shard thread: `shard_runqueue_wait_ms` (time
+/// runnable but not running, preempted by other work) and `shard_preemptions`, one figure per
+/// shard separated by `/` (absent off Linux).
+fn offcpu_fields(line: &mut Line, stats: impl Iterator<Item = Option<offcpu::ThreadStat>>) {
+    let stats: Option<Vec<offcpu::ThreadStat>> = stats.collect();
+    if let Some(stats) = stats {
+        let join = |f: &dyn Fn(&offcpu::ThreadStat) -> String| {
+            stats.iter().map(f).collect::<Vec<_>>().join("/")
+        };
+        line.add("shard_runqueue_wait_ms", join(&|s| format!("{:.1}", s.wait_ns as f64 / 1e6)));
+        line.add("shard_preemptions", join(&|s| s.preemptions.to_string()));
+    }
+}
+
+/// The `noise` measurement: P threads spin for `--seconds` as idle shards do, recording every gap
+/// in their running; the result line gives the share of time they did not run, the gaps, and the
+/// delay quantiles a record arriving at a random moment would see before its thread runs again.
+fn noise(s: &Settings) -> anyhow::Result<(Line, Checks)> {
+    let duration = Duration::from_secs(s.seconds);
+    let runs: Vec<offcpu::Gaps> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            (0..s.shards).map(|_| scope.spawn(move || offcpu::spin_and_record(duration))).collect();
+        threads.into_iter().map(|t| t.join()).collect::<Result<_, _>>()
+    })
+    .map_err(|_| anyhow::anyhow!("a noise thread panicked"))?;
+    let elapsed: u64 = runs.iter().map(|r| r.elapsed_ns).sum();
+    let gaps: Vec<u64> = runs.iter().flat_map(|r| r.gaps.iter().copied()).collect();
+    let stolen: u64 = gaps.iter().sum();
+    let over = |ns: u64| gaps.iter().filter(|&&g| g > ns).count();
+    let mut line = Line::default();
+    line.add("engine", "pinwheel");
+    line.add("job", s.job.name());
+    line.add("threads", s.shards);
+    line.add("seconds", s.seconds);
+    line.add("not_running_pct", format!("{:.3}", 100.0 * stolen as f64 / elapsed.max(1) as f64));
+    line.add("gaps_over_10us", over(10_000));
+    line.add("gaps_over_100us", over(100_000));
+    line.add("gaps_over_1ms", over(1_000_000));
+    line.add("max_gap_us", format!("{:.1}", gaps.iter().max().copied().unwrap_or(0) as f64 / 1e3));
+    for (name, q) in [("delay_p99_us", 0.99), ("delay_p999_us", 0.999)] {
+        let ns = offcpu::delay_quantile_ns(&gaps, elapsed, q);
+        line.add(name, format!("{:.1}", ns as f64 / 1e3));
+    }
+    offcpu_fields(&mut line, runs.iter().map(|r| r.stat));
+    if let Some(path) = &s.latency_csv {
+        write_delay_csv(path, &gaps, elapsed)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("pinwheel-bench: delay distribution written to {}", path.display());
+    }
+    Ok((line, Checks::default()))
+}
+
+/// Writes the `noise` delay distribution in the format of [`write_latency_csv`] (series
+/// `all`), from the 50th percentile to the largest gap, for `scripts/plot-latency.py`.
+fn write_delay_csv(path: &std::path::Path, gaps: &[u64], elapsed_ns: u64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "series,percentile,latency_us")?;
+    // 1 - p halves eight times per decade, as hdrhistogram's iter_quantiles(8) steps.
+    for step in 0..=48 {
+        let q = 1.0 - 0.5 * 10f64.powf(-f64::from(step) / 8.0);
+        let ns = offcpu::delay_quantile_ns(gaps, elapsed_ns, q);
+        writeln!(out, "all,{:.6},{:.3}", 100.0 * q, ns as f64 / 1000.0)?;
+    }
+    let max = gaps.iter().max().copied().unwrap_or(0);
+    writeln!(out, "all,100,{:.3}", max as f64 / 1000.0)?;
+    out.flush()?;
+    Ok(())
 }

@@ -9,6 +9,7 @@ use pinwheel::pipeline::Sink;
 use pinwheel::{MAX_WATERMARK, SinkError, StreamElement};
 use pinwheel_examples::HeartbeatOut;
 
+use crate::offcpu::ThreadStat;
 use crate::paced::nanos_since;
 
 /// Outputs between two clock reads for the last-output instant (see [`Span`]).
@@ -208,6 +209,10 @@ pub(crate) struct LatencySink<'a> {
     warmup: u64,
     pub(crate) span: Span,
     progress: Option<&'a Slot>,
+    /// The shard thread's scheduler counters at its first output.
+    stat_at_start: Option<ThreadStat>,
+    /// What the operating system took from the shard thread from its first output to the end.
+    pub(crate) offcpu: Option<ThreadStat>,
 }
 
 impl<'a> LatencySink<'a> {
@@ -223,6 +228,8 @@ impl<'a> LatencySink<'a> {
             warmup,
             span: Span::default(),
             progress,
+            stat_at_start: None,
+            offcpu: None,
         }
     }
 }
@@ -240,6 +247,9 @@ impl Sink<HeartbeatOut> for LatencySink<'_> {
                 self.all.saturating_record(latency);
                 if self.forwarded >= self.warmup {
                     self.later.saturating_record(latency);
+                }
+                if self.forwarded == 0 {
+                    self.stat_at_start = ThreadStat::now();
                 }
                 self.forwarded += 1;
                 self.sum += event.value;
@@ -261,6 +271,7 @@ impl Sink<HeartbeatOut> for LatencySink<'_> {
 
     fn finish(&mut self) -> Result<(), SinkError> {
         self.span.finish();
+        self.offcpu = self.stat_at_start.and_then(|s| ThreadStat::now().map(|now| now.since(s)));
         if let Some(slot) = self.progress {
             slot.0.store(self.forwarded, Ordering::Relaxed);
         }

@@ -196,6 +196,32 @@ fn heartbeat() {
     // Paced: it cannot have run faster than the rate allows (the last event of each partition is
     // due after 1,499 / 3,000 s).
     assert!(float(&f, "seconds") >= 0.49, "{f:?}");
+    // What the operating system took from each shard thread, one figure per shard (Linux).
+    if cfg!(target_os = "linux") {
+        assert_eq!(f["shard_runqueue_wait_ms"].split('/').count(), 2, "{f:?}");
+        assert_eq!(f["shard_preemptions"].split('/').count(), 2, "{f:?}");
+    }
+}
+
+#[test]
+fn noise() {
+    let (ok, stdout, stderr) = run(&["noise", "--seconds", "1", "--shards", "1"]);
+    assert!(ok, "{stderr}");
+    let line = stdout.lines().last().unwrap_or_default();
+    let f: HashMap<String, String> = line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    assert_eq!(f["job"], "noise");
+    assert_eq!(num(&f, "threads"), 1);
+    let not_running = float(&f, "not_running_pct");
+    assert!((0.0..=100.0).contains(&not_running), "{f:?}");
+    assert!(num(&f, "gaps_over_10us") >= num(&f, "gaps_over_100us"), "{f:?}");
+    assert!(num(&f, "gaps_over_100us") >= num(&f, "gaps_over_1ms"), "{f:?}");
+    assert!(float(&f, "delay_p99_us") <= float(&f, "delay_p999_us"), "{f:?}");
+    assert!(float(&f, "delay_p999_us") <= float(&f, "max_gap_us"), "{f:?}");
+    let (ok, _, stderr) = run(&["window-sum", "--seconds", "1"]);
+    assert!(!ok, "--seconds is for noise only: {stderr}");
 }
 
 #[test]

@@ -42,7 +42,7 @@ pub fn prefetch_address(addr: usize) {
         // baseline feature set, so the `target_feature` precondition always holds). The
         // instruction is a hint: it reads nothing into the program, writes nothing, and cannot
         // fault, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance::<i8>(addr)) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
