@@ -14,6 +14,13 @@
 //! so that all rings of an exchange, full at once, stay within the budget. A budget too small to
 //! give each ring [`MIN_RING_CAPACITY`] messages (or the ring capacity, if smaller) is refused with
 //! [`ExchangeError::BudgetTooSmall`] rather than run with rings too small to batch.
+//!
+//! The budget bounds the *queued* messages. Besides them a ring may keep three partly used blocks
+//! (the head, the tail and one spare, see [`ring`](super::ring)), each no bigger than the largest
+//! block the ring's traffic has needed: a few hundred bytes for a slow ring, up to 64 KiB (or the
+//! ring's capacity, if smaller) for one that carries millions of messages a second. So a fully
+//! loaded exchange may exceed the budget by up to three such blocks per busy ring; the 64-shard test
+//! (`operators/tests/many_shards.rs`) measures what a whole pipeline takes.
 
 use std::any::Any;
 use std::collections::HashMap;
