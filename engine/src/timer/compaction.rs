@@ -65,9 +65,9 @@ impl Compactor {
     ) -> impl Iterator<Item = &'a Entry> {
         let (gap_start, gap_end) = match self.pass {
             Some(c) if c.list == id => (c.write, c.read),
-            _ => (list.entries.len(), list.entries.len()),
+            _ => (list.end(), list.end()),
         };
-        list.entries[list.head..gap_start.max(list.head)].iter().chain(&list.entries[gap_end..])
+        list.range(list.head, gap_start.max(list.head)).chain(list.range(gap_end, list.end()))
     }
 }
 
@@ -169,7 +169,7 @@ impl TimerWheel {
     fn compact_step(&mut self, mut budget: usize) {
         while budget > 0 {
             let Some(mut c) = self.compaction.pass else { return };
-            let (keys, _, list) = self.parts(c.list);
+            let (keys, spares, list) = self.parts(c.list);
             let mut removed = 0;
             let finished = match list {
                 // Not expected: whatever removes a list settles the pass first, which moves it on.
@@ -177,7 +177,7 @@ impl TimerWheel {
                 Some(list) => {
                     // Re-read on every step: pushes since the last step have appended after
                     // `read`, and they are examined too.
-                    let end = list.entries.len();
+                    let end = list.end();
                     // In place, keeping order (invariant 3): `entries[head..write]` are the live
                     // entries kept so far, `entries[write..read]` a gap of examined ones (moved
                     // down or dropped), `entries[read..]` not examined yet. Nothing is allocated,
@@ -185,12 +185,12 @@ impl TimerWheel {
                     while c.read < end && budget > 0 {
                         // The liveness test reads the entry's key record, a random access in a
                         // large key index: prefetch the record of an entry a few places ahead.
-                        if let Some(a) = list.entries.get(c.read + LOOKAHEAD) {
+                        if let Some(a) = list.at(c.read + LOOKAHEAD) {
                             prefetch_index(&keys.records, a.key as usize);
                         }
-                        let e = list.entries[c.read];
+                        let Some(&e) = list.at(c.read) else { break };
                         if keys.is_live(&e) {
-                            list.entries[c.write] = e;
+                            list.set(c.write, e);
                             c.write += 1;
                         } else {
                             removed += 1;
@@ -201,8 +201,7 @@ impl TimerWheel {
                     if c.read == end {
                         // The whole list is examined: the gap is at the end, cut it off and give
                         // back the memory of a list that lost most of its entries.
-                        list.entries.truncate(c.write);
-                        list.shrink();
+                        list.truncate(c.write, spares);
                         true
                     } else {
                         false
@@ -240,10 +239,9 @@ impl TimerWheel {
     #[cold]
     fn settle_compaction_now(&mut self, id: ListId) {
         let Some(c) = self.compaction.pass else { return };
-        if let Some(list) = self.list_mut(id) {
-            let end = list.entries.len();
-            list.entries.copy_within(c.read..end, c.write);
-            list.entries.truncate(c.write + (end - c.read));
+        let (_, spares, list) = self.parts(id);
+        if let Some(list) = list {
+            list.close_gap(c.write, c.read, spares);
         }
         self.compaction.pass = self.tiers.list_after(Some(id)).map(|next| self.start_of(next));
     }
@@ -256,21 +254,20 @@ impl TimerWheel {
         if self.counts.stale == 0 {
             return;
         }
-        let (keys, _, Some(list)) = self.parts(id) else {
+        let (keys, spares, Some(list)) = self.parts(id) else {
             return;
         };
         let before = list.len();
         let head = list.head;
         let mut write = head;
-        for read in head..list.entries.len() {
-            let e = list.entries[read];
+        for read in head..list.end() {
+            let Some(&e) = list.at(read) else { break };
             if keys.is_live(&e) {
-                list.entries[write] = e;
+                list.set(write, e);
                 write += 1;
             }
         }
-        list.entries.truncate(write);
-        list.shrink();
+        list.truncate(write, spares);
         let after = list.len();
         let empty = list.is_empty();
         self.counts.stale -= before - after;

@@ -148,10 +148,14 @@ impl Tiers {
                 self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
             }
             ListId::Overdue(at) => {
-                self.overdue.remove(&at);
+                if let Some(mut list) = self.overdue.remove(&at) {
+                    list.release(&mut self.spares);
+                }
             }
             ListId::Far(at) => {
-                self.far.remove(&at);
+                if let Some(mut list) = self.far.remove(&at) {
+                    list.release(&mut self.spares);
+                }
             }
         }
     }
@@ -224,7 +228,7 @@ impl TimerWheel {
                     // live entries only (a stale entry's position is no timer's). Compacting the
                     // slot first drops the stale ones (and closes a compaction pass's gap).
                     self.compact_list_now(ListId::Slot(index));
-                    if let Some(m) = self.tiers.slots[index].as_slice().iter().map(|e| e.at).min() {
+                    if let Some(m) = self.tiers.slots[index].iter().map(|e| e.at).min() {
                         return m;
                     }
                 }
@@ -266,24 +270,25 @@ impl TimerWheel {
         self.settle_compaction(ListId::Slot(index));
         let mut list = take(&mut self.tiers.slots[index]);
         self.tiers.occupied[exp.level] &= !(1 << exp.slot);
-        let entries = list.as_slice();
         // Without stale entries every entry is live: skip the key-record reads altogether.
         let check = self.counts.stale > 0;
-        for (i, e) in entries.iter().enumerate() {
-            if check {
-                if let Some(a) = entries.get(i + LOOKAHEAD) {
-                    prefetch_index(&self.keys.records, a.key as usize);
+        for run in list.runs() {
+            for (i, e) in run.iter().enumerate() {
+                if check {
+                    if let Some(a) = run.get(i + LOOKAHEAD) {
+                        prefetch_index(&self.keys.records, a.key as usize);
+                    }
+                    if !self.keys.is_live(e) {
+                        self.counts.stale -= 1;
+                        continue;
+                    }
                 }
-                if !self.keys.is_live(e) {
-                    self.counts.stale -= 1;
-                    continue;
-                }
+                let level = level_for(self.tiers.elapsed, e.at);
+                debug_assert!(level < exp.level);
+                let slot = slot_for(e.at, level);
+                self.tiers.occupied[level] |= 1 << slot;
+                self.tiers.slots[slot_index(level, slot)].push(*e, &mut self.tiers.spares);
             }
-            let level = level_for(self.tiers.elapsed, e.at);
-            debug_assert!(level < exp.level);
-            let slot = slot_for(e.at, level);
-            self.tiers.occupied[level] |= 1 << slot;
-            self.tiers.slots[slot_index(level, slot)].push(*e, &mut self.tiers.spares);
         }
         list.reset(&mut self.tiers.spares);
         // Nothing lands on a coarse slot at the wheel's own digit: hand the buffer back for reuse.
@@ -302,7 +307,7 @@ impl TimerWheel {
             self.settle_compaction(ListId::Far(at));
             let list = self.tiers.far.remove(&at).expect("first entry");
             if at < self.tiers.elapsed {
-                debug_assert!(list.as_slice().iter().all(|e| !self.keys.is_live(e)));
+                debug_assert!(list.iter().all(|e| !self.keys.is_live(e)));
                 self.counts.stale -= list.len();
                 continue;
             }
@@ -329,10 +334,7 @@ impl TimerWheel {
                         // Only stale entries can be due when `advance` runs: drop them.
                         let index = slot_index(0, exp.slot);
                         debug_assert!(
-                            self.tiers.slots[index]
-                                .as_slice()
-                                .iter()
-                                .all(|e| !self.keys.is_live(e))
+                            self.tiers.slots[index].iter().all(|e| !self.keys.is_live(e))
                         );
                         self.settle_compaction(ListId::Slot(index));
                         self.counts.stale -= self.tiers.slots[index].len();
