@@ -81,9 +81,13 @@
 //! (*) d = distinct timestamps in that tier (a burst of registrations at one far instant, such as
 //! `i64::MAX - 1`, finds its list in a one-entry map).
 //!
-//! A list is a `Vec` of entries consumed from a head index: appends and the firing walk are
-//! sequential memory, so a slot of a million coalesced timers fires as one pass over 16 MB, and the
-//! firing loop can prefetch the key record and state rows of the timer eight places ahead.
+//! A list is a FIFO of entries in chunks of 1,024 (16 KiB) consumed from a head index: appends and
+//! the firing walk are sequential memory, so a slot of a million coalesced timers fires as one
+//! pass over 16 MB, and the firing loop can prefetch the key record and state rows of the timer
+//! eight places ahead. A list grows one chunk at a time, taken from the store's spare chunks when a
+//! drained or compacted list gave one back: never by copying (a coarse slot that collects a 4 s
+//! window of 60 s timeouts reaches hundreds of thousands of entries; doubling a `Vec` of them
+//! copied megabytes into fresh pages on one record).
 //!
 //! * **Wheel** (tokio's `runtime/time/wheel`, after Varghese & Lauck, "Hashed and hierarchical
 //!   timing wheels", SOSP 1987): level `l` has 64 slots of `64^l` ms, so the six levels span
@@ -151,7 +155,7 @@
 //! | file            | holds                                                                     |
 //! |-----------------|---------------------------------------------------------------------------|
 //! | `wheel.rs`      | [`TimerWheel`] and its public API; registration numbers and the counts    |
-//! | `list.rs`       | the tier lists: entries, the `Vec`-backed FIFO, the spare buffers         |
+//! | `list.rs`       | the tier lists: entries, the FIFO in 16 KiB chunks, the spare chunks      |
 //! | `key_index.rs`  | the key index: a record per key id, spill sets                            |
 //! | `tiers.rs`      | the axis; the overdue, wheel and far tiers; next expiration, cascade, far migration, advance |
 //! | `compaction.rs` | dropping stale entries: the incremental pass, immediate compaction        |
