@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use pinwheel_engine::exchange::Message;
 use pinwheel_engine::keyed::{
-    AdvanceStep, BackendSettings, FireError, KeyContext, KeyedBackend, OperatorMetrics,
+    AdvanceStep, BackendSettings, KeyContext, KeyedBackend, OperatorMetrics,
 };
 use pinwheel_engine::time::{MAX_WATERMARK, TimeDomain, Timestamp};
 use pinwheel_engine::timer::Timer;
 
-use super::site::Site;
+use super::site::Names;
 use crate::context::{Context, OnTimerContext, OpenContext, ShardInfo};
-use crate::error::{CapacityError, FnError, Phase, PipelineError};
+use crate::error::{FnError, Phase, PipelineError};
 use crate::function::KeyedProcessFunction;
 use crate::output::{Collector, SideOutputs, StreamElement};
 use crate::semantics::{EndOfInputTimers, Origin, Semantics};
@@ -30,42 +30,6 @@ pub(crate) const ADVANCE_CHUNK: usize = 1024;
 /// The input of a keyed operator: what the exchange's router delivers.
 pub(crate) type KeyedInput<F> =
     VecDeque<Message<<F as KeyedProcessFunction>::Key, <F as KeyedProcessFunction>::In>>;
-
-/// Who this operator is, for errors.
-#[derive(Debug, Clone)]
-struct Names {
-    name: Arc<str>,
-    shard: usize,
-    site: Site,
-}
-
-impl Names {
-    fn function(&self, phase: Phase, source: FnError) -> PipelineError {
-        PipelineError::Function { operator: self.name.clone(), shard: self.shard, phase, source }
-    }
-
-    fn capacity(&self, source: impl Into<CapacityError>) -> PipelineError {
-        PipelineError::Capacity {
-            operator: self.name.clone(),
-            shard: self.shard,
-            source: source.into(),
-        }
-    }
-
-    fn fire(&self, e: FireError<(TimeDomain, FnError)>) -> PipelineError {
-        match e {
-            FireError::Callback((domain, source)) => self.function(Phase::OnTimer(domain), source),
-            FireError::TimerLoop { domain, timestamp, key, refires } => PipelineError::TimerLoop {
-                operator: self.name.clone(),
-                shard: self.shard,
-                domain,
-                timestamp,
-                key,
-                refires,
-            },
-        }
-    }
-}
 
 /// A keyed process function at work on one shard; see the [module docs](self).
 pub(crate) struct KeyedOperator<F: KeyedProcessFunction> {
@@ -98,7 +62,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         semantics: Semantics,
         processing_time: Timestamp,
     ) -> Result<Self, PipelineError> {
-        let names = Names { site: Site::register(&name), name, shard: shard.index };
+        let names = Names::register(name, shard.index);
         let settings = BackendSettings::default().max_timer_refires(semantics.max_timer_refires);
         let mut backend = KeyedBackend::new(settings, processing_time);
         names.site.enter(Phase::Open);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pinwheel_engine::keyed::OperatorMetrics;
 use pinwheel_engine::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 
-use super::site::Site;
+use super::site::Names;
 use crate::context::{OpenContext, ProcessContext, ShardInfo, TimerService};
 use crate::error::{Phase, PipelineError};
 use crate::function::ProcessFunction;
@@ -15,9 +15,7 @@ use crate::semantics::{Origin, Semantics};
 /// A non-keyed process function at work on one shard.
 pub(crate) struct ProcessOperator<F: ProcessFunction> {
     function: F,
-    name: Arc<str>,
-    shard: usize,
-    site: Site,
+    names: Names,
     semantics: Semantics,
     side: SideOutputs,
     watermark: Timestamp,
@@ -29,7 +27,7 @@ pub(crate) struct ProcessOperator<F: ProcessFunction> {
 impl<F: ProcessFunction> std::fmt::Debug for ProcessOperator<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessOperator")
-            .field("name", &self.name)
+            .field("name", &self.names.name)
             .field("watermark", &self.watermark)
             .finish_non_exhaustive()
     }
@@ -44,20 +42,13 @@ impl<F: ProcessFunction> ProcessOperator<F> {
         semantics: Semantics,
         processing_time: Timestamp,
     ) -> Result<Self, PipelineError> {
-        let site = Site::register(&name);
-        site.enter(Phase::Open);
-        let mut ctx = OpenContext { registry: None, shard, operator: &name };
-        function.open(&mut ctx).map_err(|source| PipelineError::Function {
-            operator: name.clone(),
-            shard: shard.index,
-            phase: Phase::Open,
-            source,
-        })?;
+        let names = Names::register(name, shard.index);
+        names.site.enter(Phase::Open);
+        let mut ctx = OpenContext { registry: None, shard, operator: &names.name };
+        function.open(&mut ctx).map_err(|e| names.function(Phase::Open, e))?;
         Ok(ProcessOperator {
             function,
-            name,
-            shard: shard.index,
-            site,
+            names,
             semantics,
             side: SideOutputs::default(),
             watermark: MIN_WATERMARK,
@@ -65,10 +56,6 @@ impl<F: ProcessFunction> ProcessOperator<F> {
             finished: false,
             metrics: OperatorMetrics::default(),
         })
-    }
-
-    fn error(&self, phase: Phase, source: crate::FnError) -> PipelineError {
-        PipelineError::Function { operator: self.name.clone(), shard: self.shard, phase, source }
     }
 
     /// Processes the elements of `input` in order (draining it). Returns true once the end of
@@ -80,7 +67,7 @@ impl<F: ProcessFunction> ProcessOperator<F> {
         done: bool,
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<bool, PipelineError> {
-        self.site.enter(Phase::ProcessElement);
+        self.names.site.enter(Phase::ProcessElement);
         for e in input.drain(..) {
             match e {
                 StreamElement::Record { value, timestamp } => {
@@ -118,7 +105,7 @@ impl<F: ProcessFunction> ProcessOperator<F> {
         );
         let mut collector = Collector::new(out, timestamp);
         let r = self.function.process_element(value, &mut ctx, &mut collector);
-        r.map_err(|e| self.error(Phase::ProcessElement, e))
+        r.map_err(|e| self.names.function(Phase::ProcessElement, e))
     }
 
     /// Forwards a watermark if it advances this operator's watermark.
@@ -160,9 +147,9 @@ impl<F: ProcessFunction> ProcessOperator<F> {
             self.process_watermark(MAX_WATERMARK, out);
         }
         self.finished = true;
-        self.site.enter(Phase::Close);
+        self.names.site.enter(Phase::Close);
         let r = self.function.close();
-        r.map_err(|e| self.error(Phase::Close, e))
+        r.map_err(|e| self.names.function(Phase::Close, e))
     }
 
     /// The counters.

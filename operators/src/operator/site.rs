@@ -1,5 +1,5 @@
-//! Where a shard is running user code, so that a panic can be reported with the operator and
-//! the phase, as returned errors are.
+//! Who an operator is and where a shard is running user code, so that returned errors and panics
+//! name the operator, its shard and the phase alike.
 //!
 //! Each operator instance registers its name on its shard's thread when it is built and gets a
 //! [`Site`]; before it calls into user code for a batch of records or a chunk of timers it marks
@@ -9,7 +9,10 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use crate::error::Phase;
+use pinwheel_engine::keyed::FireError;
+use pinwheel_engine::time::TimeDomain;
+
+use crate::error::{CapacityError, FnError, Phase, PipelineError};
 
 thread_local! {
     /// The operators built on this thread, by site index.
@@ -57,6 +60,48 @@ pub(crate) fn current() -> (Option<Arc<str>>, Option<Phase>) {
         Some((index, phase)) => {
             let name = NAMES.with_borrow(|names| names.get(index as usize).cloned());
             (name, Some(phase))
+        }
+    }
+}
+
+/// Who an operator instance is, for the errors it returns and (through its site) the panics it
+/// raises: one type for the keyed and the non-keyed operator.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    pub(super) name: Arc<str>,
+    pub(super) shard: usize,
+    pub(super) site: Site,
+}
+
+impl Names {
+    /// Registers operator `name` built on the calling thread (shard `shard`).
+    pub(super) fn register(name: Arc<str>, shard: usize) -> Self {
+        Names { site: Site::register(&name), name, shard }
+    }
+
+    pub(super) fn function(&self, phase: Phase, source: FnError) -> PipelineError {
+        PipelineError::Function { operator: self.name.clone(), shard: self.shard, phase, source }
+    }
+
+    pub(super) fn capacity(&self, source: impl Into<CapacityError>) -> PipelineError {
+        PipelineError::Capacity {
+            operator: self.name.clone(),
+            shard: self.shard,
+            source: source.into(),
+        }
+    }
+
+    pub(super) fn fire(&self, e: FireError<(TimeDomain, FnError)>) -> PipelineError {
+        match e {
+            FireError::Callback((domain, source)) => self.function(Phase::OnTimer(domain), source),
+            FireError::TimerLoop { domain, timestamp, key, refires } => PipelineError::TimerLoop {
+                operator: self.name.clone(),
+                shard: self.shard,
+                domain,
+                timestamp,
+                key,
+                refires,
+            },
         }
     }
 }
