@@ -162,6 +162,11 @@ impl<K, V> Router<K, V> {
         self.valve.current()
     }
 
+    /// The watermark alignment bound this router enforces on its local input, if any.
+    pub fn max_watermark_drift(&self) -> Option<i64> {
+        self.max_drift
+    }
+
     /// Routes a record of the local input: into `ready` if its key group is this shard's, else
     /// into its owner's batch (pushed into the ring once full). Returns true when the owner's batch
     /// is full and its ring has no room: backpressure, pull no more.

@@ -1,7 +1,7 @@
 //! What a plan needs to build its stage on a shard.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
@@ -27,6 +27,9 @@ pub struct BuildContext {
     pub(crate) exchanges: Arc<Exchanges>,
     /// This shard's shared stages (process stages read by several branches).
     pub(crate) shared: SharedStages,
+    /// Exchanges built so far on this shard: an exchange compares it before and after building
+    /// its upstream to learn whether another exchange lies upstream of it.
+    pub(crate) exchanges_built: Cell<u64>,
 }
 
 impl BuildContext {

@@ -132,7 +132,10 @@ impl Pipeline {
     /// far behind the records, and event-time results drift from the ideal (windows merge,
     /// timeouts are missed). `None` turns it off (Flink's default; Flink offers it as
     /// `WatermarkStrategy::withWatermarkAlignment`). It has no effect on one shard, and none on
-    /// partitions without watermarks.
+    /// partitions without watermarks. It holds back source partitions only, at the first
+    /// `key_by` after them: a later exchange's input already follows aligned watermarks, and
+    /// holding it back would stop its shard draining the earlier exchange, which the other shards
+    /// wait on.
     pub fn watermark_alignment(mut self, max_drift: Option<i64>) -> Self {
         self.env.max_watermark_drift = max_drift.map(|d| d.max(0));
         self

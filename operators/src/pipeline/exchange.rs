@@ -53,11 +53,14 @@ where
     KS: Fn(&S::Item) -> K,
     K: Key + Send,
 {
-    /// The input of exchange `id` on the shard of `cx`, pulling `upstream`.
+    /// The input of exchange `id` on the shard of `cx`, pulling `upstream`; watermark alignment
+    /// (`cx`'s drift) applies only if the exchange comes right `after_source`, with no exchange
+    /// upstream of it.
     pub(crate) fn new(
         upstream: S,
         key_selector: Arc<KS>,
         id: u64,
+        after_source: bool,
         cx: &BuildContext,
     ) -> Result<Self, PipelineError> {
         let shards = cx.shard.count;
@@ -76,7 +79,7 @@ where
             cx.key_groups,
             endpoints,
             cx.exchanges.wakers().clone(),
-            cx.max_watermark_drift,
+            cx.max_watermark_drift.filter(|_| after_source),
         );
         Ok(Exchange {
             upstream,
@@ -87,6 +90,18 @@ where
             held: Vec::new(),
             upstream_done: false,
         })
+    }
+
+    /// The watermark alignment bound on the local input, if any.
+    #[cfg(test)]
+    pub(crate) fn max_watermark_drift(&self) -> Option<i64> {
+        self.router.max_watermark_drift()
+    }
+
+    /// The local upstream stage.
+    #[cfg(test)]
+    pub(crate) fn upstream(&self) -> &S {
+        &self.upstream
     }
 
     /// What the operator receives next, in order.

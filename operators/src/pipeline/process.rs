@@ -61,8 +61,16 @@ where
     type Stage = KeyedProcessStage<P::Stage, KS, F>;
 
     fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError> {
+        let before = cx.exchanges_built.get();
         let upstream = self.upstream.build(cx)?;
-        let input = Exchange::new(upstream, self.key_selector.clone(), self.exchange_id, cx)?;
+        // Watermark alignment holds back a source partition that runs ahead; it applies to the
+        // exchange right after the sources only. Downstream, the watermarks are already aligned,
+        // and holding a shard's input back there would stop it draining the rings of the
+        // exchanges before it, which the other shards wait on: a deadlock.
+        let after_source = cx.exchanges_built.get() == before;
+        cx.exchanges_built.set(cx.exchanges_built.get() + 1);
+        let input =
+            Exchange::new(upstream, self.key_selector.clone(), self.exchange_id, after_source, cx)?;
         let op = KeyedOperator::new(
             (self.factory)(),
             self.name.clone(),
@@ -246,5 +254,50 @@ where
 {
     fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {
         (&mut self.taps, self.op.side_outputs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Pipeline, run};
+    use crate::{Collector, Context};
+
+    /// Forwards every record.
+    struct Forward;
+
+    impl KeyedProcessFunction for Forward {
+        type Key = u64;
+        type In = u64;
+        type Out = u64;
+
+        fn process_element(
+            &mut self,
+            value: u64,
+            _: &mut Context<'_, u64>,
+            out: &mut Collector<'_, u64>,
+        ) -> Result<(), crate::FnError> {
+            out.collect(value);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn watermark_alignment_holds_the_exchange_after_the_sources_only() {
+        // A second exchange holding its shard's input back would stop that shard draining the
+        // rings of the first, which the other shards wait on (a deadlock seen in about one run of
+        // ten of a keyed -> keyed pipeline on two shards).
+        let stream = Pipeline::new()
+            .shards(2)
+            .from_iter(0..10u64)
+            .key_by(|v: &u64| *v)
+            .process(|| Forward)
+            .key_by(|v: &u64| v % 3)
+            .process(|| Forward);
+        let cx = run::test_context(&stream.env, 0).unwrap();
+        let second = stream.plan.build(&cx).unwrap();
+        let first = second.input.upstream();
+        assert_eq!(first.input.max_watermark_drift(), Some(1_000), "after the source: aligned");
+        assert_eq!(second.input.max_watermark_drift(), None, "after another exchange: not");
     }
 }

@@ -1,5 +1,6 @@
 //! Running a job on its shards: on threads of their own, or on the calling thread.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,13 @@ impl RunResult {
     }
 }
 
+/// The build context shard `index` of a run of `env` would get, for tests of how plans build.
+#[cfg(test)]
+pub(crate) fn test_context(env: &Env, index: usize) -> Result<BuildContext, PipelineError> {
+    let control = RunControl::new(env)?;
+    Ok(Shared::new(env, &control).context(ShardInfo { index, count: control.shards() }))
+}
+
 /// Everything the shards of one run share.
 struct Shared<'a> {
     env: &'a Env,
@@ -106,6 +114,7 @@ impl<'a> Shared<'a> {
             max_watermark_drift: self.env.max_watermark_drift,
             exchanges: self.exchanges.clone(),
             shared: SharedStages::default(),
+            exchanges_built: Cell::new(0),
         }
     }
 

@@ -269,12 +269,17 @@ where
         }
         if let Some(any) = cx.shared.get(self.id) {
             // The registry holds this stage's tee under its id: the type is the stage's own.
-            return Ok(any
+            let tee = any
                 .downcast::<RefCell<Tee<P::Stage>>>()
-                .unwrap_or_else(|_| unreachable!("a shared stage's tee has its stage's type")));
+                .unwrap_or_else(|_| unreachable!("a shared stage's tee has its stage's type"));
+            // Built once, but upstream of every branch: count its exchanges for each.
+            cx.exchanges_built.set(cx.exchanges_built.get() + tee.borrow().exchanges);
+            return Ok(tee);
         }
         // Not holding the registry while building: the stage's upstream may hold shared stages.
+        let before = cx.exchanges_built.get();
         let stage = self.plan.build(cx)?;
+        let exchanges = cx.exchanges_built.get() - before;
         let tee = Rc::new(RefCell::new(Tee {
             stage,
             main: None,
@@ -284,6 +289,7 @@ where
             peak: 0,
             stats: self.stats.clone(),
             scratch: Vec::new(),
+            exchanges,
         }));
         cx.shared.insert(self.id, tee.clone());
         Ok(tee)
@@ -303,6 +309,8 @@ struct Tee<S: Stage> {
     stats: Arc<BranchStats>,
     /// Where a pull on behalf of a side branch puts the main output when there is no main branch.
     scratch: Vec<StreamElement<S::Item>>,
+    /// The exchanges the stage and its upstream hold (see `BuildContext::exchanges_built`).
+    exchanges: u64,
 }
 
 impl<S: Stage> Tee<S> {
