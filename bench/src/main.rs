@@ -17,6 +17,7 @@
 //! the run, then reads the peak RSS, then computes docs/benchmarks.md's ideal outputs and checks the results
 //! against the stream.
 
+mod huge_pages;
 mod ideal;
 mod offcpu;
 mod paced;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use huge_pages::HugePages;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pinwheel::KeyedProcessFunction;
 use pinwheel::pipeline::{Pipeline, ShardedRun, WatermarkStrategy};
@@ -58,7 +60,8 @@ const DEFAULT_HEARTBEAT_RATE: u64 = 200_000;
 const AFTER_HELP: &str = "\
 THE RESULT LINE (stdout, the last line; everything else goes to stderr):
   engine=pinwheel job=JOB events=N keys=K shards=P outputs=... sum=... seconds=... events_per_s=...
-  output_span_seconds=... outputs_per_s_in_span=... peak_rss_bytes=... [job-specific fields] check=...
+  output_span_seconds=... outputs_per_s_in_span=... peak_rss_bytes=... huge_pages=... [job-specific fields]
+  check=...
 
   outputs                 records the job emitted (all shards)
   sum                     count-with-timeout: the sum of the emitted counts
@@ -71,6 +74,7 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
   output_span_seconds     from the first output to the last (all shards)
   outputs_per_s_in_span   outputs / output_span_seconds (timer-burst: timers fired per second)
   peak_rss_bytes          VmHWM of /proc/self/status, read right after the run (before the checks)
+  huge_pages              --huge-pages: system, or off (heartbeat's default)
   p50_us p99_us p999_us max_us
                           heartbeat: source emit to sink receipt of each forwarded event, in
                           microseconds (hdrhistogram, 3 significant digits)
@@ -174,6 +178,13 @@ struct Cli {
     /// noise only: how long its threads spin [default: 20].
     #[arg(long, value_name = "S", value_parser = parse_count)]
     seconds: Option<u64>,
+
+    /// Transparent huge pages for this process: `system` (the system's setting, with the
+    /// allocator's advice to use them) or `off` [default: heartbeat: off, the other jobs: system].
+    /// A huge page's first touch is one long page fault: good for throughput, bad for a latency
+    /// tail.
+    #[arg(long, value_name = "MODE")]
+    huge_pages: Option<HugePages>,
 }
 
 /// A `--alignment` value.
@@ -241,6 +252,7 @@ struct Settings {
     latency_csv: Option<std::path::PathBuf>,
     /// noise's duration.
     seconds: u64,
+    huge_pages: HugePages,
 }
 
 impl Settings {
@@ -284,6 +296,10 @@ impl Settings {
             progress: !cli.no_progress && std::io::stderr().is_terminal(),
             latency_csv: cli.latency_csv.clone(),
             seconds: cli.seconds.unwrap_or(20),
+            huge_pages: cli.huge_pages.unwrap_or(match cli.job {
+                Job::Heartbeat => HugePages::Off,
+                _ => HugePages::System,
+            }),
         })
     }
 
@@ -378,6 +394,7 @@ impl Common {
         let in_span = if span > 0.0 { self.outputs as f64 / span } else { 0.0 };
         line.add("outputs_per_s_in_span", format!("{in_span:.0}"));
         line.add("peak_rss_bytes", self.peak_rss.map_or(-1, |b| b as i64));
+        line.add("huge_pages", s.huge_pages.name());
         line
     }
 }
@@ -476,6 +493,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<Checks> {
     let cli = Cli::parse();
     let s = Settings::from_cli(&cli)?;
+    s.huge_pages.apply().context("--huge-pages off")?;
     if s.job == Job::Noise {
         eprintln!(
             "pinwheel-bench: noise: {} threads spinning as idle shards for {} s",
