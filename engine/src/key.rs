@@ -34,6 +34,33 @@ pub enum KeyError {
     },
 }
 
+/// Canonical bytes that do not decode as a key of the expected type (a restore).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyDecodeError {
+    /// The key type has no decoder ([`Key::from_canonical`] is not implemented for it), so its
+    /// keyed state cannot be restored from a checkpoint.
+    #[error(
+        "keys of type {type_name} cannot be restored: the type does not implement `Key::from_canonical`"
+    )]
+    Unsupported {
+        /// The key type.
+        type_name: &'static str,
+    },
+    /// The bytes are not the canonical bytes of a key of this type.
+    #[error("{len} bytes are not the canonical bytes of a {type_name} key")]
+    Invalid {
+        /// The key type.
+        type_name: &'static str,
+        /// How many bytes there were.
+        len: usize,
+    },
+}
+
+fn invalid<K>(bytes: &[u8]) -> KeyDecodeError {
+    KeyDecodeError::Invalid { type_name: std::any::type_name::<K>(), len: bytes.len() }
+}
+
 /// A type usable as a key of a keyed stream.
 ///
 /// Besides `Eq + Hash` (for in-memory lookups) a key has **canonical bytes**: an encoding that is the
@@ -54,6 +81,15 @@ pub trait Key: Eq + Hash + Clone + fmt::Debug + 'static {
         self.write_canonical(&mut buf);
         xxh3_64(&buf)
     }
+
+    /// Rebuilds a key from its canonical bytes, as a restore from a checkpoint does: the inverse
+    /// of [`write_canonical`](Self::write_canonical). Implemented for every provided key type
+    /// except `&'static str`; the default returns [`KeyDecodeError::Unsupported`], so a key type
+    /// of your own needs it only if its state is to be restored.
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        let _ = bytes;
+        Err(KeyDecodeError::Unsupported { type_name: std::any::type_name::<Self>() })
+    }
 }
 
 macro_rules! fixed_width_key {
@@ -66,6 +102,9 @@ macro_rules! fixed_width_key {
             #[inline]
             fn canonical_hash(&self) -> u64 {
                 xxh3_64(&self.to_le_bytes())
+            }
+            fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+                bytes.try_into().map(<$t>::from_le_bytes).map_err(|_| invalid::<$t>(bytes))
             }
         }
     )*};
@@ -80,17 +119,30 @@ impl Key for usize {
     fn canonical_hash(&self) -> u64 {
         (*self as u64).canonical_hash()
     }
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        usize::try_from(u64::from_canonical(bytes)?).map_err(|_| invalid::<usize>(bytes))
+    }
 }
 
 impl Key for bool {
     fn write_canonical(&self, out: &mut Vec<u8>) {
         out.push(u8::from(*self));
     }
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        match bytes {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(invalid::<bool>(bytes)),
+        }
+    }
 }
 
 impl Key for char {
     fn write_canonical(&self, out: &mut Vec<u8>) {
         (*self as u32).write_canonical(out);
+    }
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        char::from_u32(u32::from_canonical(bytes)?).ok_or_else(|| invalid::<char>(bytes))
     }
 }
 
@@ -101,6 +153,9 @@ impl Key for String {
     #[inline]
     fn canonical_hash(&self) -> u64 {
         xxh3_64(self.as_bytes())
+    }
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        String::from_utf8(bytes.to_vec()).map_err(|_| invalid::<String>(bytes))
     }
 }
 
@@ -122,6 +177,9 @@ impl Key for Vec<u8> {
     fn canonical_hash(&self) -> u64 {
         xxh3_64(self)
     }
+    fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        Ok(bytes.to_vec())
+    }
 }
 
 /// Writes one tuple field: fixed-width fields as-is, others with a length prefix.
@@ -133,6 +191,19 @@ fn write_field<K: Key>(k: &K, out: &mut Vec<u8>) {
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
+/// Reads one tuple field written by [`write_field`] off the front of `rest`.
+fn read_field<K: Key>(rest: &mut &[u8]) -> Result<K, KeyDecodeError> {
+    let whole = *rest;
+    let (len, tail) = whole.split_first_chunk::<4>().ok_or_else(|| invalid::<K>(whole))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(invalid::<K>(whole));
+    }
+    let (field, tail) = tail.split_at(len);
+    *rest = tail;
+    K::from_canonical(field)
+}
+
 macro_rules! tuple_key {
     ($($name:ident),+) => {
         impl<$($name: Key),+> Key for ($($name,)+) {
@@ -140,6 +211,11 @@ macro_rules! tuple_key {
             fn write_canonical(&self, out: &mut Vec<u8>) {
                 let ($($name,)+) = self;
                 $(write_field($name, out);)+
+            }
+            fn from_canonical(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+                let mut rest = bytes;
+                let key = ($(read_field::<$name>(&mut rest)?,)+);
+                if rest.is_empty() { Ok(key) } else { Err(invalid::<Self>(bytes)) }
             }
         }
     };
@@ -457,5 +533,35 @@ mod tests {
         42u64.write_canonical(&mut buf);
         assert_eq!(42u64.canonical_hash(), xxh3_64(&buf));
         assert_eq!("user-1".to_string().canonical_hash(), xxh3_64(b"user-1"));
+    }
+
+    fn round_trip<K: Key>(k: K) {
+        let mut b = Vec::new();
+        k.write_canonical(&mut b);
+        assert_eq!(K::from_canonical(&b), Ok(k.clone()), "{k:?}");
+        // One byte more or less is never the same key.
+        b.push(0);
+        assert_ne!(K::from_canonical(&b), Ok(k.clone()), "{k:?} with a byte more");
+    }
+
+    #[test]
+    fn canonical_bytes_decode_back() {
+        round_trip(0x0102_0304u32);
+        round_trip(-5i64);
+        round_trip(u128::MAX);
+        round_trip(usize::MAX);
+        round_trip(true);
+        round_trip('€');
+        round_trip("user-1".to_string());
+        round_trip(("ab".to_string(), 1u8));
+        round_trip((1u64, ("x".to_string(), false), -3i32, 'z'));
+        assert!(matches!(bool::from_canonical(&[2]), Err(KeyDecodeError::Invalid { .. })));
+        assert!(String::from_canonical(&[0xff]).is_err());
+        assert!(<(u8, u8)>::from_canonical(&[9, 0, 0, 0, 1]).is_err(), "a length past the end");
+        assert_eq!(
+            <&'static str>::from_canonical(b"x"),
+            Err(KeyDecodeError::Unsupported { type_name: "&str" })
+        );
+        assert!(Vec::<u8>::from_canonical(&[]).is_ok());
     }
 }

@@ -26,7 +26,7 @@ use pinwheel::{
 pub const MINUTE: i64 = 60_000;
 
 /// The state of [`CountWithTimeout`]: Flink's `CountWithTimestamp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CountWithTimestamp {
     /// The key.
     pub key: u64,

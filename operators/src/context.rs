@@ -7,7 +7,7 @@ use pinwheel_engine::keyed::{KeyContext, KeyTimers};
 use pinwheel_engine::state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, KeyedScope, ListState,
     ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, ReducingStateDescriptor,
-    StateError, StateRegistry, StateScope, ValueState, ValueStateDescriptor,
+    StateError, StateRegistry, StateScope, StateValue, ValueState, ValueStateDescriptor,
 };
 use pinwheel_engine::time::{TimeDomain, Timestamp};
 
@@ -56,7 +56,7 @@ impl OpenContext<'_> {
     }
 
     /// Declares a [`ValueState`]. Declaring the same name again returns the same state.
-    pub fn value_state<T: Clone + 'static>(
+    pub fn value_state<T: StateValue>(
         &mut self,
         descriptor: ValueStateDescriptor<T>,
     ) -> Result<ValueState<T>, StateError> {
@@ -64,7 +64,7 @@ impl OpenContext<'_> {
     }
 
     /// Declares a [`ListState`].
-    pub fn list_state<T: Clone + 'static>(
+    pub fn list_state<T: StateValue>(
         &mut self,
         descriptor: ListStateDescriptor<T>,
     ) -> Result<ListState<T>, StateError> {
@@ -77,14 +77,14 @@ impl OpenContext<'_> {
         descriptor: MapStateDescriptor<K, V>,
     ) -> Result<MapState<K, V>, StateError>
     where
-        K: Eq + std::hash::Hash + Clone + 'static,
-        V: Clone + 'static,
+        K: Eq + std::hash::Hash + StateValue,
+        V: StateValue,
     {
         self.registry()?.map_state(descriptor)
     }
 
     /// Declares a [`ReducingState`].
-    pub fn reducing_state<T: Clone + 'static>(
+    pub fn reducing_state<T: StateValue>(
         &mut self,
         descriptor: ReducingStateDescriptor<T>,
     ) -> Result<ReducingState<T>, StateError> {
@@ -95,7 +95,10 @@ impl OpenContext<'_> {
     pub fn aggregating_state<A: AggregateFunction + 'static>(
         &mut self,
         descriptor: AggregatingStateDescriptor<A>,
-    ) -> Result<AggregatingState<A>, StateError> {
+    ) -> Result<AggregatingState<A>, StateError>
+    where
+        A::Acc: StateValue,
+    {
         self.registry()?.aggregating_state(descriptor)
     }
 }

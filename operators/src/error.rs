@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pinwheel_engine::exchange::ExchangeError;
 use pinwheel_engine::key::KeyError;
+use pinwheel_engine::keyed::SnapshotError;
 use pinwheel_engine::keygroup::KeyGroupError;
 use pinwheel_engine::placement::PlacementError;
 use pinwheel_engine::time::{TimeDomain, Timestamp};
@@ -98,6 +99,17 @@ pub enum PipelineError {
         /// What ran out.
         #[source]
         source: CapacityError,
+    },
+    /// A snapshot of an operator's keyed state could not be taken or restored.
+    #[error("operator `{operator}` on shard {shard}: {source}")]
+    Snapshot {
+        /// The operator's name.
+        operator: Arc<str>,
+        /// The shard it ran on.
+        shard: usize,
+        /// What went wrong.
+        #[source]
+        source: SnapshotError,
     },
     /// A sink failed.
     #[error("the sink on shard {shard} failed: {source}")]

@@ -44,6 +44,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use pinwheel_engine::exchange::Message;
+pub use pinwheel_engine::keyed::{BackendSnapshot, WatermarkOnRestore};
 use pinwheel_engine::keyed::{KeyedRecord, OperatorMetrics};
 use pinwheel_engine::keygroup::{KeyGroupError, KeyGroups};
 use pinwheel_engine::time::{TimeDomain, Timestamp};
@@ -63,6 +64,8 @@ pub struct HarnessBuilder {
     name: String,
     shard: ShardInfo,
     max_key_groups: u32,
+    restore: Vec<BackendSnapshot>,
+    watermark_on_restore: WatermarkOnRestore,
 }
 
 impl Default for HarnessBuilder {
@@ -73,6 +76,8 @@ impl Default for HarnessBuilder {
             name: "process".to_string(),
             shard: ShardInfo { index: 0, count: 1 },
             max_key_groups: 128,
+            restore: Vec::new(),
+            watermark_on_restore: WatermarkOnRestore::default(),
         }
     }
 }
@@ -102,6 +107,30 @@ impl HarnessBuilder {
         self
     }
 
+    /// The harness plays shard `index` of `count` (default: shard 0 of 1): its key-group range
+    /// is that shard's, which decides what a restore takes from a snapshot, and
+    /// `ShardInfo` in `open` says so.
+    pub fn shard(mut self, index: usize, count: usize) -> Self {
+        self.shard = ShardInfo { index, count };
+        self
+    }
+
+    /// Restores the keyed state and timers of `snapshots` (taken with
+    /// [`KeyedHarness::snapshot`], one per old shard, in shard order) after the function's
+    /// `open`, keeping the key groups of this harness's shard ([`shard`](Self::shard)): Flink's
+    /// `initializeState`. The watermark starts again at its minimum; processing-time timers
+    /// already due at the harness's processing time fire as the harness is built.
+    pub fn restore_from(mut self, snapshots: impl IntoIterator<Item = BackendSnapshot>) -> Self {
+        self.restore.extend(snapshots);
+        self
+    }
+
+    /// Where the watermark of a restored harness starts (default: at the minimum, as in Flink).
+    pub fn watermark_on_restore(mut self, watermark: WatermarkOnRestore) -> Self {
+        self.watermark_on_restore = watermark;
+        self
+    }
+
     /// Builds a keyed harness.
     pub fn keyed<F, KS>(
         self,
@@ -114,20 +143,36 @@ impl HarnessBuilder {
     {
         let key_groups = KeyGroups::new(self.max_key_groups)
             .map_err(|e: KeyGroupError| PipelineError::from(ConfigError::from(e)))?;
-        let op = KeyedOperator::new(
+        let mut op = KeyedOperator::new(
             function,
             Arc::from(self.name),
             self.shard,
             self.semantics,
             self.processing_time,
         )?;
-        Ok(KeyedHarness {
+        let restoring = !self.restore.is_empty();
+        if restoring {
+            let range = key_groups
+                .range_for_shard(self.shard.index, self.shard.count)
+                .map_err(|e| PipelineError::from(ConfigError::from(e)))?;
+            op.restore(
+                &self.restore,
+                &key_groups,
+                |g| range.contains(g),
+                self.watermark_on_restore,
+            )?;
+        }
+        let mut harness = KeyedHarness {
             op,
             key_selector,
             key_groups,
             input: VecDeque::new(),
             output: Vec::new(),
-        })
+        };
+        if restoring {
+            harness.after_callback()?;
+        }
+        Ok(harness)
     }
 
     /// Builds a non-keyed harness.
@@ -239,6 +284,13 @@ where
             return Ok(());
         }
         self.deliver(Message::End)
+    }
+
+    /// A snapshot of the function's keyed state and pending timers, by key group: what a
+    /// checkpoint stores for this operator. Restore it with [`HarnessBuilder::restore_from`]
+    /// (with the same shard count or another) to test how the function recovers.
+    pub fn snapshot(&self) -> Result<BackendSnapshot, PipelineError> {
+        self.op.snapshot()
     }
 
     /// Everything emitted on the main output since the last `take_output`, in emission order.

@@ -38,7 +38,8 @@ pub use pinwheel_engine::keyed::OperatorMetrics;
 pub use pinwheel_engine::state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, KeyedScope, ListState,
     ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, ReducingStateDescriptor,
-    StateError, StateTtlConfig, StateVisibility, UpdateType, ValueState, ValueStateDescriptor,
+    StateError, StateTtlConfig, StateValue, StateVisibility, UpdateType, ValueState,
+    ValueStateDescriptor,
 };
 pub use pinwheel_engine::time::{
     Clock, MAX_WATERMARK, MIN_WATERMARK, ManualClock, SystemClock, TimeDomain, Timestamp,

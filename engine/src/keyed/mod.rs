@@ -15,6 +15,8 @@
 //!                                                     report W for forwarding
 //! processing time:  begin_processing_time(T)          likewise for processing-time timers <= T
 //! end of input:     begin_watermark(MAX) ... then finish(fire_processing_timers, fire)
+//! checkpoint:       snapshot()                        keys, state rows, timers by key group
+//! restore:          restore(snapshots, groups, owns)  into an empty backend (snapshot.rs)
 //! ```
 //!
 //! The event loop is Flink's (docs/semantics.md, C3): all event-time timers `<= W` fire, in
@@ -30,7 +32,10 @@ mod access;
 mod batch;
 mod firing;
 mod metrics;
+mod snapshot;
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +43,7 @@ pub use access::{KeyContext, KeyTimers};
 pub use batch::{DATA_AHEAD, SLOT_AHEAD};
 pub use firing::{AdvanceStep, FireError};
 pub use metrics::OperatorMetrics;
+pub use snapshot::{BackendSnapshot, RestoreStats, SnapshotError, WatermarkOnRestore};
 
 use std::fmt;
 

@@ -6,6 +6,7 @@ use std::cell::{RefCell, RefMut};
 use std::mem;
 use std::rc::Rc;
 
+use super::codec::{CodecError, StateValue, decode, encode};
 use super::ttl::Ttl;
 use super::{KeyedScope, RegistryId, StateError, StateScope};
 use crate::key::KeyId;
@@ -88,6 +89,20 @@ pub(super) trait ErasedColumn {
     /// Appends where the column's rows live (its row vector, and its timestamps with TTL), for
     /// the batch prefetch.
     fn row_regions(&self, out: &mut Vec<RowRegion>);
+    /// Appends `key`'s row in the snapshot encoding (`state/codec.rs`), with its TTL timestamps;
+    /// returns false, appending nothing, when the row is empty.
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError>;
+    /// Replaces `key`'s row with the one `bytes` encodes (a restore).
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError>;
+}
+
+/// The error of a row whose TTL timestamps do not match its state's TTL setting.
+pub(super) fn ttl_mismatch(has_ttl: bool) -> CodecError {
+    CodecError::new(if has_ttl {
+        "the row has no TTL timestamp but its state has a TTL"
+    } else {
+        "the row has TTL timestamps but its state has no TTL"
+    })
 }
 
 /// What a read finds in a single-value row.
@@ -227,7 +242,7 @@ impl<T> Cells<T> {
     }
 }
 
-impl<T> ErasedColumn for Cells<T> {
+impl<T: StateValue> ErasedColumn for Cells<T> {
     fn entries(&self) -> usize {
         self.live
     }
@@ -276,5 +291,23 @@ impl<T> ErasedColumn for Cells<T> {
         if !self.stamps.is_empty() {
             out.push(RowRegion::of(&self.stamps));
         }
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let i = row(key);
+        let Some(Some(value)) = self.rows.get(i) else {
+            return Ok(false);
+        };
+        encode(&(self.stamps.get(i), value), out)?;
+        Ok(true)
+    }
+
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
+        let (stamp, value): (Option<Timestamp>, T) = decode(bytes)?;
+        if stamp.is_some() != self.ttl.is_some() {
+            return Err(ttl_mismatch(self.ttl.is_some()));
+        }
+        self.put(key, stamp.unwrap_or(0), value);
+        Ok(())
     }
 }

@@ -4,7 +4,8 @@ use std::fmt;
 use std::mem;
 use std::rc::Rc;
 
-use super::column::{Column, ErasedColumn, debug_handle, open, row};
+use super::codec::{CodecError, StateValue, decode, encode};
+use super::column::{Column, ErasedColumn, debug_handle, open, row, ttl_mismatch};
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -134,7 +135,7 @@ impl<T> ListColumn<T> {
     }
 }
 
-impl<T> ErasedColumn for ListColumn<T> {
+impl<T: StateValue> ErasedColumn for ListColumn<T> {
     fn entries(&self) -> usize {
         self.live
     }
@@ -180,6 +181,32 @@ impl<T> ErasedColumn for ListColumn<T> {
         if !self.stamps.is_empty() {
             out.push(crate::prefetch::RowRegion::of(&self.stamps));
         }
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let i = row(key);
+        let Some(items) = self.rows.get(i).filter(|r| !r.is_empty()) else {
+            return Ok(false);
+        };
+        encode(&(items, self.stamps.get(i)), out)?;
+        Ok(true)
+    }
+
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
+        let (items, stamps): (Vec<T>, Option<Vec<Timestamp>>) = decode(bytes)?;
+        if stamps.is_some() != self.ttl.is_some() {
+            return Err(ttl_mismatch(self.ttl.is_some()));
+        }
+        if stamps.as_ref().is_some_and(|s| s.len() != items.len()) {
+            return Err(CodecError::new(
+                "a list row has another number of TTL timestamps than items",
+            ));
+        }
+        self.replace(key, 0, items);
+        if let (Some(stamps), Some(slot)) = (stamps, self.stamps.get_mut(row(key))) {
+            *slot = stamps;
+        }
+        Ok(())
     }
 
     fn memory_bytes(&self) -> usize {

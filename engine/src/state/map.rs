@@ -9,7 +9,8 @@ use std::rc::Rc;
 use ahash::RandomState;
 use hashbrown::HashTable;
 
-use super::column::{Column, ErasedColumn, debug_handle, open, row};
+use super::codec::{CodecError, StateValue, decode, encode};
+use super::column::{Column, ErasedColumn, debug_handle, open, row, ttl_mismatch};
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -261,7 +262,7 @@ impl<K: Eq + Hash, V> MapColumn<K, V> {
     }
 }
 
-impl<K: Eq + Hash, V> ErasedColumn for MapColumn<K, V> {
+impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> {
     fn entries(&self) -> usize {
         self.live
     }
@@ -308,6 +309,43 @@ impl<K: Eq + Hash, V> ErasedColumn for MapColumn<K, V> {
 
     fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
         out.push(crate::prefetch::RowRegion::of(&self.rows));
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let Some(map) = self.rows.get(row(key)).and_then(|r| r.as_deref()) else {
+            return Ok(false);
+        };
+        let stamps = self.ttl.is_some().then_some(&map.stamps);
+        encode(&(&map.entries, stamps), out)?;
+        Ok(true)
+    }
+
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
+        let (entries, stamps): (Vec<(K, V)>, Option<Vec<Timestamp>>) = decode(bytes)?;
+        if stamps.is_some() != self.ttl.is_some() {
+            return Err(ttl_mismatch(self.ttl.is_some()));
+        }
+        if stamps.as_ref().is_some_and(|s| s.len() != entries.len()) {
+            return Err(CodecError::new(
+                "a map row has another number of TTL timestamps than entries",
+            ));
+        }
+        self.clear(key);
+        let n = entries.len();
+        let mut stamps = stamps.map(Vec::into_iter);
+        for (k, v) in entries {
+            let stamp = stamps.as_mut().and_then(Iterator::next);
+            if let Some((map, hasher)) = self.row_for_write(key) {
+                map.insert(hasher, k, v, stamp);
+            }
+        }
+        let stored =
+            self.rows.get(row(key)).and_then(|r| r.as_deref()).map_or(0, |m| m.entries.len());
+        if stored != n {
+            self.clear(key);
+            return Err(CodecError::new("a map row holds the same map key twice"));
+        }
+        Ok(())
     }
 
     fn memory_bytes(&self) -> usize {

@@ -74,6 +74,7 @@
 //! manner of an entity-component store; the map row follows `indexmap` (entries vector plus an
 //! index table), which makes iteration deterministic.
 
+mod codec;
 mod column;
 mod descriptor;
 mod list;
@@ -86,6 +87,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use codec::{CodecError, StateValue};
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,
@@ -93,7 +95,7 @@ pub use descriptor::{
 pub use list::ListState;
 pub use map::MapState;
 pub use reducing::{AggregatingState, ReducingState};
-pub use registry::StateRegistry;
+pub use registry::{StateInfo, StateKind, StateRegistry};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};
 pub use value::ValueState;
 
@@ -219,4 +221,13 @@ pub enum StateError {
          'keyBy()' operation\")"
     )]
     NoKeyedContext,
+    /// A snapshot's rows of a state could not be restored into (or encoded from) the registered
+    /// state: another kind, a TTL on one side only, or bytes that do not decode as its type.
+    #[error("state \"{name}\" cannot be restored: {reason}")]
+    Restore {
+        /// The state's name.
+        name: String,
+        /// What did not match.
+        reason: String,
+    },
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::rc::Rc;
 
+use super::codec::{CodecError, StateValue};
 use super::column::{Cells, Column, ErasedColumn, Visible, debug_handle, open};
 use super::descriptor::{AggregateFunction, ReduceFn, ReduceFunction};
 use super::{KeyedScope, StateError};
@@ -40,6 +41,12 @@ macro_rules! erased_via_cells {
         fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
             self.cells.row_regions(out);
         }
+        fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+            self.cells.encode_row(key, out)
+        }
+        fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
+            self.cells.decode_row(key, bytes)
+        }
     };
 }
 
@@ -49,7 +56,7 @@ pub(super) struct ReducingColumn<T, F> {
     pub(super) function: F,
 }
 
-impl<T, F> ErasedColumn for ReducingColumn<T, F> {
+impl<T: StateValue, F> ErasedColumn for ReducingColumn<T, F> {
     erased_via_cells!();
 }
 
@@ -59,7 +66,10 @@ pub(super) struct AggregatingColumn<A: AggregateFunction> {
     pub(super) function: A,
 }
 
-impl<A: AggregateFunction> ErasedColumn for AggregatingColumn<A> {
+impl<A: AggregateFunction> ErasedColumn for AggregatingColumn<A>
+where
+    A::Acc: StateValue,
+{
     erased_via_cells!();
 }
 

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId, type_name};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::rc::Rc;
@@ -9,6 +10,7 @@ use std::rc::Rc;
 // atomics cannot live in a `static`.
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::codec::{CodecError, StateValue};
 use super::column::{Cells, Column, ErasedColumn};
 use super::descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
@@ -26,6 +28,8 @@ use crate::key::KeyId;
 use crate::prefetch::RowRegion;
 use crate::time::Timestamp;
 
+use serde::{Deserialize, Serialize};
+
 static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(0);
 
 impl RegistryId {
@@ -38,6 +42,7 @@ impl RegistryId {
 /// `dyn Any` (to hand out typed handles when the same name is registered again).
 struct Registered {
     name: String,
+    kind: StateKind,
     /// What was registered, for error messages: `ValueState<u64>`, with its TTL if any.
     description: String,
     /// The enabled TTL, if any (part of the state's identity: registering the same name with another
@@ -67,6 +72,46 @@ pub struct StateRegistry {
     /// Where the background TTL sweep resumes: index into `states`, then row.
     sweep_state: usize,
     sweep_row: usize,
+    /// Rows restored from a snapshot for states not registered (yet): decoded when the state is
+    /// registered, kept as they are in the next snapshot otherwise (never silently dropped).
+    restored: Vec<Restored>,
+}
+
+/// What a snapshot says of one state: enough to check a restore against the registration.
+///
+/// The value types are not recorded (Rust's type names are not stable across compiler
+/// versions): a row that does not decode as the registered type is a restore error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StateInfo {
+    /// The state's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+    /// Whether it has a TTL (its rows then carry timestamps).
+    pub ttl: bool,
+}
+
+/// The kinds of keyed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StateKind {
+    /// [`ValueState`].
+    Value,
+    /// [`ListState`].
+    List,
+    /// [`MapState`].
+    Map,
+    /// [`ReducingState`].
+    Reducing,
+    /// [`AggregatingState`].
+    Aggregating,
+}
+
+/// Restored rows of a state that is not registered.
+struct Restored {
+    info: StateInfo,
+    rows: HashMap<KeyId, Vec<u8>>,
 }
 
 impl StateRegistry {
@@ -78,6 +123,7 @@ impl StateRegistry {
             regions: Vec::new(),
             sweep_state: 0,
             sweep_row: 0,
+            restored: Vec::new(),
         }
     }
 
@@ -91,6 +137,7 @@ impl StateRegistry {
     fn register<C: ErasedColumn + 'static>(
         &mut self,
         name: &str,
+        kind: StateKind,
         requested: String,
         ttl: Option<&StateTtlConfig>,
         make: impl FnOnce(Option<Ttl>) -> C,
@@ -124,8 +171,25 @@ impl StateRegistry {
             registry: self.id,
             data: RefCell::new(make(Ttl::from_config(ttl.as_ref()))),
         });
+        if let Some(at) = self.restored.iter().position(|r| r.info.name == name) {
+            let restored = self.restored.swap_remove(at);
+            let registered = StateInfo { name: name.to_string(), kind, ttl: ttl.is_some() };
+            let mut data = column.data.borrow_mut();
+            let result = check_restore(&restored.info, &registered).and_then(|()| {
+                restored.rows.iter().try_for_each(|(&key, bytes)| {
+                    data.decode_row(key, bytes).map_err(|e| restore_error(name, key, e))
+                })
+            });
+            if let Err(e) = result {
+                // Nothing half-restored stays behind: the rows go back to waiting.
+                drop(data);
+                self.restored.push(restored);
+                return Err(e);
+            }
+        }
         self.states.push(Registered {
             name: name.to_string(),
+            kind,
             description: requested,
             ttl,
             column: column.clone(),
@@ -135,44 +199,57 @@ impl StateRegistry {
     }
 
     /// Registers a [`ValueState`] (Flink's `getState`).
-    pub fn value_state<T: Clone + 'static>(
+    pub fn value_state<T: StateValue>(
         &mut self,
         descriptor: ValueStateDescriptor<T>,
     ) -> Result<ValueState<T>, StateError> {
         let requested = format!("ValueState<{}>", type_name::<T>());
-        let column =
-            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), |ttl| {
-                ValueColumn(Cells::new(ttl))
-            })?;
+        let column = self.register(
+            &descriptor.name,
+            StateKind::Value,
+            requested,
+            descriptor.ttl.as_ref(),
+            |ttl| ValueColumn(Cells::new(ttl)),
+        )?;
         Ok(ValueState::bound(column))
     }
 
     /// Registers a [`ListState`] (Flink's `getListState`).
-    pub fn list_state<T: Clone + 'static>(
+    pub fn list_state<T: StateValue>(
         &mut self,
         descriptor: ListStateDescriptor<T>,
     ) -> Result<ListState<T>, StateError> {
         let requested = format!("ListState<{}>", type_name::<T>());
-        let column =
-            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), ListColumn::new)?;
+        let column = self.register(
+            &descriptor.name,
+            StateKind::List,
+            requested,
+            descriptor.ttl.as_ref(),
+            ListColumn::new,
+        )?;
         Ok(ListState::bound(column))
     }
 
     /// Registers a [`MapState`] (Flink's `getMapState`).
-    pub fn map_state<K: Eq + Hash + Clone + 'static, V: Clone + 'static>(
+    pub fn map_state<K: Eq + Hash + StateValue, V: StateValue>(
         &mut self,
         descriptor: MapStateDescriptor<K, V>,
     ) -> Result<MapState<K, V>, StateError> {
         let requested = format!("MapState<{}, {}>", type_name::<K>(), type_name::<V>());
-        let column =
-            self.register(&descriptor.name, requested, descriptor.ttl.as_ref(), MapColumn::new)?;
+        let column = self.register(
+            &descriptor.name,
+            StateKind::Map,
+            requested,
+            descriptor.ttl.as_ref(),
+            MapColumn::new,
+        )?;
         Ok(MapState::bound(column))
     }
 
     /// Registers a [`ReducingState`] (Flink's `getReducingState`). With the default function type
     /// ([`ReduceFn`](super::ReduceFn)) registering the name again with another closure returns the
     /// same state, which keeps the first closure.
-    pub fn reducing_state<T: Clone + 'static, F: ReduceFunction<T> + 'static>(
+    pub fn reducing_state<T: StateValue, F: ReduceFunction<T> + 'static>(
         &mut self,
         descriptor: ReducingStateDescriptor<T, F>,
     ) -> Result<ReducingState<T, F>, StateError> {
@@ -182,9 +259,8 @@ impl StateRegistry {
             format!("ReducingState<{}, {}>", type_name::<T>(), type_name::<F>())
         };
         let ReducingStateDescriptor { name, ttl, function, .. } = descriptor;
-        let column = self.register(&name, requested, ttl.as_ref(), |ttl| ReducingColumn {
-            cells: Cells::new(ttl),
-            function,
+        let column = self.register(&name, StateKind::Reducing, requested, ttl.as_ref(), |ttl| {
+            ReducingColumn { cells: Cells::new(ttl), function }
         })?;
         Ok(ReducingState::bound(column))
     }
@@ -193,13 +269,16 @@ impl StateRegistry {
     pub fn aggregating_state<A: AggregateFunction + 'static>(
         &mut self,
         descriptor: AggregatingStateDescriptor<A>,
-    ) -> Result<AggregatingState<A>, StateError> {
+    ) -> Result<AggregatingState<A>, StateError>
+    where
+        A::Acc: StateValue,
+    {
         let requested = format!("AggregatingState<{}>", type_name::<A>());
         let AggregatingStateDescriptor { name, ttl, function } = descriptor;
-        let column = self.register(&name, requested, ttl.as_ref(), |ttl| AggregatingColumn {
-            cells: Cells::new(ttl),
-            function,
-        })?;
+        let column =
+            self.register(&name, StateKind::Aggregating, requested, ttl.as_ref(), |ttl| {
+                AggregatingColumn { cells: Cells::new(ttl), function }
+            })?;
         Ok(AggregatingState::bound(column))
     }
 
@@ -300,6 +379,80 @@ impl StateRegistry {
         }
     }
 
+    /// The states a snapshot holds: the registered ones in registration order, then those restored
+    /// but not registered. [`snapshot_rows`](Self::snapshot_rows) refers to them by index.
+    pub fn snapshot_states(&self) -> Vec<StateInfo> {
+        let registered = self.states.iter().map(|s| StateInfo {
+            name: s.name.clone(),
+            kind: s.kind,
+            ttl: s.ttl.is_some(),
+        });
+        registered.chain(self.restored.iter().map(|r| r.info.clone())).collect()
+    }
+
+    /// Appends `(state index, encoded row)` for every state holding a row for `key` (indexes into
+    /// [`snapshot_states`](Self::snapshot_states)).
+    ///
+    /// # Errors
+    ///
+    /// A value that serde cannot encode (for example a map with non-string keys in a format
+    /// that needs them; postcard has no such limit, so this is rare).
+    pub fn snapshot_rows(
+        &self,
+        key: KeyId,
+        out: &mut Vec<(u32, Vec<u8>)>,
+    ) -> Result<(), StateError> {
+        for (i, state) in self.states.iter().enumerate() {
+            let Ok(column) = state.column.data.try_borrow() else {
+                return Err(StateError::Reentrant { name: state.name.clone() });
+            };
+            let mut bytes = Vec::new();
+            if column.encode_row(key, &mut bytes).map_err(|e| encode_error(&state.name, e))? {
+                out.push((i as u32, bytes));
+            }
+        }
+        let registered = self.states.len();
+        for (i, restored) in self.restored.iter().enumerate() {
+            if let Some(bytes) = restored.rows.get(&key) {
+                out.push(((registered + i) as u32, bytes.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores `key`'s row of the state `info` describes: decoded into the state if it is
+    /// registered (its kind and TTL must match), kept for a later registration otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError::Restore`] when the row does not match the registered state.
+    pub fn restore_row(
+        &mut self,
+        info: &StateInfo,
+        key: KeyId,
+        bytes: Vec<u8>,
+    ) -> Result<(), StateError> {
+        if let Some(state) = self.states.iter().find(|s| s.name == info.name) {
+            let registered =
+                StateInfo { name: state.name.clone(), kind: state.kind, ttl: state.ttl.is_some() };
+            check_restore(info, &registered)?;
+            let Ok(mut column) = state.column.data.try_borrow_mut() else {
+                return Err(StateError::Reentrant { name: state.name.clone() });
+            };
+            return column.decode_row(key, &bytes).map_err(|e| restore_error(&info.name, key, e));
+        }
+        match self.restored.iter_mut().find(|r| r.info.name == info.name) {
+            Some(restored) => {
+                check_restore(info, &restored.info)?;
+                restored.rows.insert(key, bytes);
+            }
+            None => self
+                .restored
+                .push(Restored { info: info.clone(), rows: HashMap::from([(key, bytes)]) }),
+        }
+        Ok(())
+    }
+
     /// The registered states' names, in registration order.
     pub fn state_names(&self) -> Vec<String> {
         self.states.iter().map(|s| s.name.clone()).collect()
@@ -314,6 +467,34 @@ impl StateRegistry {
             .filter_map(|s| s.column.data.try_borrow().ok())
             .map(|c| c.memory_bytes())
             .sum()
+    }
+}
+
+/// Checks that a snapshot's state can be restored into a registered one.
+fn check_restore(snapshot: &StateInfo, registered: &StateInfo) -> Result<(), StateError> {
+    if snapshot.kind == registered.kind && snapshot.ttl == registered.ttl {
+        return Ok(());
+    }
+    let show =
+        |i: &StateInfo| format!("{:?}State{}", i.kind, if i.ttl { " with a TTL" } else { "" });
+    Err(StateError::Restore {
+        name: registered.name.clone(),
+        reason: format!(
+            "the snapshot holds a {}, the function registers a {}",
+            show(snapshot),
+            show(registered)
+        ),
+    })
+}
+
+fn restore_error(name: &str, key: KeyId, e: CodecError) -> StateError {
+    StateError::Restore { name: name.to_string(), reason: format!("the row of key id {key}: {e}") }
+}
+
+fn encode_error(name: &str, e: CodecError) -> StateError {
+    StateError::Restore {
+        name: name.to_string(),
+        reason: format!("a value could not be encoded: {e}"),
     }
 }
 

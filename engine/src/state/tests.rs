@@ -454,27 +454,27 @@ fn a3_10_4_visibility_return_expired_if_not_cleaned_up_returns_it_once() {
 #[test]
 fn a3_10_5_lists_expire_per_element_and_maps_per_entry() {
     let mut reg = StateRegistry::new();
-    let l = reg.list_state(ListStateDescriptor::<&str>::new("l").with_ttl(ttl())).unwrap();
-    let m = reg.map_state(MapStateDescriptor::<&str, i32>::new("m").with_ttl(ttl())).unwrap();
-    l.add_all(&at(&reg, 0, 0), ["a", "b"]).unwrap();
-    l.add(&at(&reg, 0, 4), "c").unwrap();
-    l.add(&at(&reg, 0, 8), "d").unwrap();
-    assert_eq!(l.get(&at(&reg, 0, 10)).unwrap(), ["c", "d"]);
-    assert_eq!(l.get(&at(&reg, 0, 14)).unwrap(), ["d"]);
-    l.update(&at(&reg, 0, 14), vec!["e", "f"]).unwrap();
-    assert_eq!(l.get(&at(&reg, 0, 23)).unwrap(), ["e", "f"]);
-    assert_eq!(l.get(&at(&reg, 0, 24)).unwrap(), Vec::<&str>::new());
+    let l = reg.list_state(ListStateDescriptor::<char>::new("l").with_ttl(ttl())).unwrap();
+    let m = reg.map_state(MapStateDescriptor::<char, i32>::new("m").with_ttl(ttl())).unwrap();
+    l.add_all(&at(&reg, 0, 0), ['a', 'b']).unwrap();
+    l.add(&at(&reg, 0, 4), 'c').unwrap();
+    l.add(&at(&reg, 0, 8), 'd').unwrap();
+    assert_eq!(l.get(&at(&reg, 0, 10)).unwrap(), ['c', 'd']);
+    assert_eq!(l.get(&at(&reg, 0, 14)).unwrap(), ['d']);
+    l.update(&at(&reg, 0, 14), vec!['e', 'f']).unwrap();
+    assert_eq!(l.get(&at(&reg, 0, 23)).unwrap(), ['e', 'f']);
+    assert_eq!(l.get(&at(&reg, 0, 24)).unwrap(), Vec::<char>::new());
     assert_eq!(reg.num_entries(), 0);
 
-    m.put(&at(&reg, 0, 0), "x", 1).unwrap();
-    m.put(&at(&reg, 0, 3), "y", 2).unwrap();
-    m.put(&at(&reg, 0, 6), "z", 3).unwrap();
-    m.put(&at(&reg, 0, 9), "x", 4).unwrap(); // a write refreshes only its own entry
+    m.put(&at(&reg, 0, 0), 'x', 1).unwrap();
+    m.put(&at(&reg, 0, 3), 'y', 2).unwrap();
+    m.put(&at(&reg, 0, 6), 'z', 3).unwrap();
+    m.put(&at(&reg, 0, 9), 'x', 4).unwrap(); // a write refreshes only its own entry
     let s = at(&reg, 0, 13);
-    assert_eq!(m.get(&s, "y").unwrap(), None);
-    assert_eq!(m.entries(&s).unwrap(), [("x", 4), ("z", 3)]);
+    assert_eq!(m.get(&s, &'y').unwrap(), None);
+    assert_eq!(m.entries(&s).unwrap(), [('x', 4), ('z', 3)]);
     assert_eq!(m.len(&at(&reg, 0, 16)).unwrap(), 1);
-    assert!(!m.contains(&at(&reg, 0, 19), "x").unwrap());
+    assert!(!m.contains(&at(&reg, 0, 19), &'x').unwrap());
     assert!(m.is_empty(&at(&reg, 0, 19)).unwrap());
     assert_eq!(reg.num_entries(), 0);
 }

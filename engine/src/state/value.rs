@@ -3,6 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 
+use super::codec::{CodecError, StateValue};
 use super::column::{Cells, Column, ErasedColumn, Visible, debug_handle, open};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -13,7 +14,7 @@ const KIND: &str = "ValueState";
 /// The column of a value state: `Option<T>` per key (plus a timestamp per key with TTL).
 pub(super) struct ValueColumn<T>(pub(super) Cells<T>);
 
-impl<T> ErasedColumn for ValueColumn<T> {
+impl<T: StateValue> ErasedColumn for ValueColumn<T> {
     fn entries(&self) -> usize {
         self.0.entries()
     }
@@ -37,6 +38,12 @@ impl<T> ErasedColumn for ValueColumn<T> {
     }
     fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
         self.0.row_regions(out);
+    }
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        self.0.encode_row(key, out)
+    }
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
+        self.0.decode_row(key, bytes)
     }
 }
 

@@ -286,15 +286,20 @@ impl KeyIndex {
 
     /// Calls `f(at)` for each of `key`'s live timers, in no particular order.
     pub(super) fn for_each_of(&self, key: KeyId, mut f: impl FnMut(u64)) {
+        self.for_each_with_seq(key, |at, _| f(at));
+    }
+
+    /// Calls `f(at, seq)` for each of `key`'s live timers, in no particular order.
+    pub(super) fn for_each_with_seq(&self, key: KeyId, mut f: impl FnMut(u64, u32)) {
         let r = self.record(key);
         if r.seq[0] == NO_SEQ {
             return;
         }
-        f(r.at[0]);
+        f(r.at[0], r.seq[0]);
         match r.seq[1] {
             NO_SEQ => {}
-            SPILLED => self.spills[r.at[1] as usize].for_each(|at, _| f(at)),
-            _ => f(r.at[1]),
+            SPILLED => self.spills[r.at[1] as usize].for_each(f),
+            _ => f(r.at[1], r.seq[1]),
         }
     }
 

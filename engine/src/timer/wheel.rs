@@ -364,6 +364,19 @@ impl TimerWheel {
         n
     }
 
+    /// Calls `f(timestamp, order)` for each of `key`'s pending timers, in no particular order, where
+    /// `order` ranks the store's pending timers by registration, oldest first (over the last
+    /// 2^32 - 2 registrations). A snapshot records it so that a restore registers timers in the
+    /// same order, which keeps equal timestamps firing in registration order.
+    pub fn for_each_of_key_in_order(&self, key: KeyId, mut f: impl FnMut(Timestamp, u32)) {
+        let next = self.seq.next;
+        self.keys.for_each_with_seq(key, |at, seq| {
+            // Sequence numbers run 0..SPILLED and wrap; those at or above `next` are older.
+            let order = if seq >= next { seq - next } else { seq + (SPILLED - next) };
+            f(timestamp(at), order);
+        });
+    }
+
     /// Calls `f` with every pending timer, in no particular order (for snapshots).
     pub fn for_each(&self, mut f: impl FnMut(Timer)) {
         for key in 0..self.keys.records.len() {

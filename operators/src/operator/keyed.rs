@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use pinwheel_engine::exchange::Message;
 use pinwheel_engine::keyed::{
-    AdvanceStep, BackendSettings, KeyContext, KeyedBackend, OperatorMetrics,
+    AdvanceStep, BackendSettings, BackendSnapshot, KeyContext, KeyedBackend, OperatorMetrics,
+    RestoreStats, WatermarkOnRestore,
 };
+use pinwheel_engine::keygroup::{KeyGroup, KeyGroups};
 use pinwheel_engine::time::{MAX_WATERMARK, TimeDomain, Timestamp};
 use pinwheel_engine::timer::Timer;
 
@@ -235,6 +237,25 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     /// The user function.
     pub(crate) fn function(&self) -> &F {
         &self.function
+    }
+
+    /// A snapshot of the operator's keyed state and timers, by key group (between inputs).
+    pub(crate) fn snapshot(&self) -> Result<BackendSnapshot, PipelineError> {
+        self.backend.snapshot().map_err(|e| self.names.snapshot(e))
+    }
+
+    /// Restores the key groups `owns` selects from `snapshots` into this operator, which has
+    /// opened but seen no input.
+    pub(crate) fn restore(
+        &mut self,
+        snapshots: &[BackendSnapshot],
+        key_groups: &KeyGroups,
+        owns: impl Fn(KeyGroup) -> bool,
+        watermark: WatermarkOnRestore,
+    ) -> Result<RestoreStats, PipelineError> {
+        self.backend
+            .restore_with(snapshots, key_groups, owns, watermark)
+            .map_err(|e| self.names.snapshot(e))
     }
 }
 

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use pinwheel_engine::keyed::FireError;
+use pinwheel_engine::keyed::{FireError, SnapshotError};
 use pinwheel_engine::time::TimeDomain;
 
 use crate::error::{CapacityError, FnError, Phase, PipelineError};
@@ -89,6 +89,10 @@ impl Names {
             shard: self.shard,
             source: source.into(),
         }
+    }
+
+    pub(super) fn snapshot(&self, source: SnapshotError) -> PipelineError {
+        PipelineError::Snapshot { operator: self.name.clone(), shard: self.shard, source }
     }
 
     pub(super) fn fire(&self, e: FireError<(TimeDomain, FnError)>) -> PipelineError {

@@ -1,0 +1,424 @@
+//! Snapshots of a keyed backend, per key group: what a checkpoint stores of a keyed operator on
+//! one shard, and what a restore on any number of shards reads back.
+//!
+//! A [`BackendSnapshot`] lists the operator's states ([`StateInfo`]) and, for each key group the
+//! shard holds, the keys that have state or pending timers: each key's canonical bytes
+//! ([`Key::write_canonical`]), its encoded state rows (`state/codec.rs`) and its pending timers of
+//! both domains with their place in the registration order. Keys without state and without
+//! timers are left out. Because keys are stored by key group, a snapshot taken with N shards
+//! restores on M: each new shard restores the groups of its range, from every old shard's
+//! snapshot (docs/reliability.md, "Restore").
+//!
+//! Restoring interns the keys anew (key ids are a shard's own), decodes the rows into the
+//! registered states (a state registered later gets its rows then), and registers the timers in
+//! their recorded registration order, so that timers of equal timestamps still fire in
+//! registration order. Timers of one snapshot keep their order among themselves; with several
+//! snapshots (a rescale), those of the earlier snapshot in the list come first at equal
+//! timestamps. The watermark is not restored: the backend starts again at the minimum and waits
+//! for new watermarks (Flink's behaviour), so restored event-time timers fire only when the
+//! input's watermarks reach them, and processing-time timers whose time has passed fire at the
+//! next processing-time advance.
+//!
+//! The encoding is serde's, in postcard's format, behind a format version
+//! ([`BackendSnapshot::VERSION`]); decoding arbitrary bytes gives an error, never a panic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::KeyedBackend;
+use crate::key::{Key, KeyDecodeError, KeyError, KeyId};
+use crate::keygroup::{KeyGroup, KeyGroups};
+use crate::state::{CodecError, StateError, StateInfo};
+use crate::time::{TimeDomain, Timestamp};
+use crate::timer::TimerError;
+
+/// A keyed backend's keys, state and timers, by key group: what a checkpoint stores of a keyed
+/// operator on one shard ([`KeyedBackend::snapshot`]), and what a restore on any number of shards
+/// reads back ([`KeyedBackend::restore`]).
+///
+/// It lists the operator's states and, per key group, the keys that have state or pending
+/// timers (keys with neither are left out): each key's canonical bytes, its encoded state rows,
+/// and its pending timers of both domains ranked by registration order. A restore interns the
+/// keys anew, decodes the rows into the registered states (a state registered later gets its
+/// rows then) and registers the timers in their recorded order, so that equal timestamps still
+/// fire in registration order (with several snapshots, a rescale, the earlier snapshot's timers
+/// first). Processing-time timers whose time has passed fire at the next processing-time
+/// advance; event-time timers wait for new watermarks ([`WatermarkOnRestore`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendSnapshot {
+    version: u16,
+    watermark: Timestamp,
+    processing_time: Timestamp,
+    states: Vec<StateInfo>,
+    /// Ascending by key group.
+    pub(super) groups: Vec<KeyGroupSnapshot>,
+}
+
+/// The keys of one key group in a [`BackendSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KeyGroupSnapshot {
+    key_group: u32,
+    keys: Vec<KeySnapshot>,
+}
+
+/// One key: its canonical bytes, its state rows `(state index, encoded row)`, its pending timers
+/// `(timestamp, registration order)` per domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KeySnapshot {
+    key: Vec<u8>,
+    rows: Vec<(u32, Vec<u8>)>,
+    event_timers: Vec<(Timestamp, u32)>,
+    processing_timers: Vec<(Timestamp, u32)>,
+}
+
+/// Why a snapshot could not be taken or restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A snapshot was asked for in the middle of a timer advance (a barrier waits for the advance
+    /// to complete; this is a bug of the caller).
+    #[error("a snapshot cannot be taken while timers are firing")]
+    AdvanceInProgress,
+    /// A restore into a backend that already has keys or timers.
+    #[error("a snapshot can only be restored into an empty backend; this one has {keys} keys")]
+    NotEmpty {
+        /// The keys it has.
+        keys: usize,
+    },
+    /// The bytes are not a snapshot of a supported format version.
+    #[error(
+        "snapshot format version {found} is not supported (this build reads version {supported})"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// The bytes do not decode as a snapshot.
+    #[error("the snapshot does not decode: {0}")]
+    Decode(CodecError),
+    /// A key's bytes do not decode as the operator's key type.
+    #[error(transparent)]
+    Key(#[from] KeyDecodeError),
+    /// The restoring shard runs out of key ids.
+    #[error(transparent)]
+    TooManyKeys(#[from] KeyError),
+    /// A state's rows do not fit the registered state.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The restored timers do not fit the timer store.
+    #[error(transparent)]
+    Timer(#[from] TimerError),
+    /// A key stored under a key group that its bytes do not hash to: another key-group count, or
+    /// damage the checksums did not catch.
+    #[error(
+        "a key stored in key group {stored} belongs to key group {actual} (of {max_key_groups})"
+    )]
+    WrongKeyGroup {
+        /// The group it was stored in.
+        stored: u32,
+        /// The group its bytes hash to.
+        actual: u32,
+        /// The key-group count of the restore.
+        max_key_groups: u32,
+    },
+    /// The same key appears twice among the restored groups.
+    #[error("key group {key_group} holds a key that was restored already")]
+    DuplicateKey {
+        /// Where the second copy was.
+        key_group: u32,
+    },
+    /// A row names a state the snapshot does not list.
+    #[error("a row names state number {index}, but the snapshot lists {states} states")]
+    UnknownState {
+        /// The state number.
+        index: u32,
+        /// How many the snapshot lists.
+        states: usize,
+    },
+}
+
+/// Where a restored backend's watermark starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatermarkOnRestore {
+    /// At the minimum, as in Flink: the first watermark after the restore fires every restored
+    /// event-time timer at or below it, including those that were at or below the checkpointed
+    /// watermark and waiting for the next advance.
+    #[default]
+    Minimum,
+    /// At the checkpointed watermark (the smallest of the snapshots' when several are merged):
+    /// timers wait for a watermark beyond it, exactly as they would have without the restart,
+    /// and a replayed watermark at or below it is dropped.
+    Checkpointed,
+}
+
+/// What a restore brought back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreStats {
+    /// Keys restored.
+    pub keys: usize,
+    /// State rows restored (a list or map counts once per key).
+    pub rows: usize,
+    /// Pending timers restored, both domains.
+    pub timers: usize,
+}
+
+impl BackendSnapshot {
+    /// The format version this build writes and reads. Version 1: the layout above, postcard.
+    pub const VERSION: u16 = 1;
+
+    /// The encoded snapshot (postcard, version first).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Every field is a plain integer, string, byte vector or sequence: postcard cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a snapshot written by [`to_bytes`](Self::to_bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError::UnsupportedVersion`] for another format version, [`SnapshotError::Decode`]
+    /// for bytes that are not a snapshot.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let (version, _): (u16, _) = postcard::take_from_bytes(bytes)
+            .map_err(|e| SnapshotError::Decode(CodecError::new(e)))?;
+        if version != Self::VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let (snapshot, rest): (BackendSnapshot, _) = postcard::take_from_bytes(bytes)
+            .map_err(|e| SnapshotError::Decode(CodecError::new(e)))?;
+        if !rest.is_empty() {
+            return Err(SnapshotError::Decode(CodecError::new(format!(
+                "{} bytes left over after the snapshot",
+                rest.len()
+            ))));
+        }
+        Ok(snapshot)
+    }
+
+    /// The watermark when the snapshot was taken.
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The processing time when the snapshot was taken.
+    pub fn processing_time(&self) -> Timestamp {
+        self.processing_time
+    }
+
+    /// The states it lists.
+    pub fn states(&self) -> &[StateInfo] {
+        &self.states
+    }
+
+    /// The key groups it holds keys of, ascending.
+    pub fn key_groups(&self) -> impl Iterator<Item = KeyGroup> + '_ {
+        self.groups.iter().map(|g| KeyGroup(g.key_group))
+    }
+
+    /// The keys it holds.
+    pub fn num_keys(&self) -> usize {
+        self.groups.iter().map(|g| g.keys.len()).sum()
+    }
+
+    /// The pending timers it holds, both domains.
+    pub fn num_timers(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.keys)
+            .map(|k| k.event_timers.len() + k.processing_timers.len())
+            .sum()
+    }
+}
+
+impl<K: Key> KeyedBackend<K> {
+    /// A snapshot of every key that has state or pending timers, by key group
+    /// ([`BackendSnapshot`]). Taken between records, never during a timer advance.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError::AdvanceInProgress`] during an advance; [`SnapshotError::State`] if a
+    /// state is being accessed (only possible from inside a state callback) or a value does not
+    /// encode.
+    pub fn snapshot(&self) -> Result<BackendSnapshot, SnapshotError> {
+        if self.advance.is_some() {
+            return Err(SnapshotError::AdvanceInProgress);
+        }
+        let states = self.state.snapshot_states();
+        let mut groups: BTreeMap<u32, Vec<KeySnapshot>> = BTreeMap::new();
+        let mut key_bytes = Vec::new();
+        for (id, key) in self.keys.keys().iter().enumerate() {
+            let id = id as KeyId;
+            let mut rows = Vec::new();
+            self.state.snapshot_rows(id, &mut rows)?;
+            let event_timers = timers_in_order(&self.event_timers, id);
+            let processing_timers = timers_in_order(&self.processing_timers, id);
+            if rows.is_empty() && event_timers.is_empty() && processing_timers.is_empty() {
+                continue;
+            }
+            key_bytes.clear();
+            key.write_canonical(&mut key_bytes);
+            let group = self.groups.get(id as usize).map_or(0, |&g| u32::from(g));
+            groups.entry(group).or_default().push(KeySnapshot {
+                key: key_bytes.clone(),
+                rows,
+                event_timers,
+                processing_timers,
+            });
+        }
+        rank_orders(&mut groups, |k| &mut k.event_timers);
+        rank_orders(&mut groups, |k| &mut k.processing_timers);
+        Ok(BackendSnapshot {
+            version: BackendSnapshot::VERSION,
+            watermark: self.watermark,
+            processing_time: self.processing_time,
+            states,
+            groups: groups
+                .into_iter()
+                .map(|(key_group, keys)| KeyGroupSnapshot { key_group, keys })
+                .collect(),
+        })
+    }
+
+    /// Restores the key groups for which `owns` is true from `snapshots` (one per old shard, in
+    /// shard order) into this backend, which must be empty (its function may have registered its
+    /// states already). `key_groups` is the job's key-group assignment: every key must hash to the
+    /// group it is stored under. The watermark stays at its minimum.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SnapshotError`]; the backend may then hold part of the snapshot and must be
+    /// discarded.
+    pub fn restore<'a>(
+        &mut self,
+        snapshots: impl IntoIterator<Item = &'a BackendSnapshot>,
+        key_groups: &KeyGroups,
+        owns: impl Fn(KeyGroup) -> bool,
+    ) -> Result<RestoreStats, SnapshotError> {
+        self.restore_with(snapshots, key_groups, owns, WatermarkOnRestore::Minimum)
+    }
+
+    /// [`restore`](Self::restore), with the watermark starting where `watermark` says.
+    pub fn restore_with<'a>(
+        &mut self,
+        snapshots: impl IntoIterator<Item = &'a BackendSnapshot>,
+        key_groups: &KeyGroups,
+        owns: impl Fn(KeyGroup) -> bool,
+        watermark: WatermarkOnRestore,
+    ) -> Result<RestoreStats, SnapshotError> {
+        if !self.keys.is_empty()
+            || !self.event_timers.is_empty()
+            || !self.processing_timers.is_empty()
+        {
+            return Err(SnapshotError::NotEmpty { keys: self.keys.len() });
+        }
+        let mut stats = RestoreStats::default();
+        let mut checkpointed: Option<Timestamp> = None;
+        for snapshot in snapshots {
+            checkpointed =
+                Some(checkpointed.map_or(snapshot.watermark, |w| w.min(snapshot.watermark)));
+            // (order, domain, key id, timestamp): registered once the snapshot's keys are in.
+            let mut timers: Vec<(u32, TimeDomain, KeyId, Timestamp)> = Vec::new();
+            for group in snapshot.groups.iter().filter(|g| owns(KeyGroup(g.key_group))) {
+                for entry in &group.keys {
+                    let id = self.restore_key(group.key_group, &entry.key, key_groups)?;
+                    stats.keys += 1;
+                    for (index, row) in &entry.rows {
+                        let info = snapshot.states.get(*index as usize).ok_or(
+                            SnapshotError::UnknownState {
+                                index: *index,
+                                states: snapshot.states.len(),
+                            },
+                        )?;
+                        self.state.restore_row(info, id, row.clone())?;
+                        stats.rows += 1;
+                    }
+                    let event = entry
+                        .event_timers
+                        .iter()
+                        .map(|&(ts, o)| (o, TimeDomain::EventTime, id, ts));
+                    let processing = entry
+                        .processing_timers
+                        .iter()
+                        .map(|&(ts, o)| (o, TimeDomain::ProcessingTime, id, ts));
+                    timers.extend(event.chain(processing));
+                }
+            }
+            // Each domain's order is its own store's; sorting both together keeps each in order.
+            timers.sort_unstable_by_key(|t| t.0);
+            stats.timers += timers.len();
+            for (_, domain, id, ts) in timers {
+                match domain {
+                    TimeDomain::EventTime => self.event_timers.register(id, ts)?,
+                    TimeDomain::ProcessingTime => self.processing_timers.register(id, ts)?,
+                };
+            }
+        }
+        if let (WatermarkOnRestore::Checkpointed, Some(w)) = (watermark, checkpointed) {
+            // No timer fires here: those at or below `w` wait for the next advance, as before.
+            self.watermark = self.watermark.max(w);
+        }
+        self.state.refresh_prefetch();
+        Ok(stats)
+    }
+
+    /// Interns a restored key stored under `stored_group`, checking its group.
+    fn restore_key(
+        &mut self,
+        stored_group: u32,
+        bytes: &[u8],
+        key_groups: &KeyGroups,
+    ) -> Result<KeyId, SnapshotError> {
+        let hash = xxh3_64(bytes);
+        let actual = key_groups.key_group_of_hash(hash);
+        if actual.0 != stored_group {
+            return Err(SnapshotError::WrongKeyGroup {
+                stored: stored_group,
+                actual: actual.0,
+                max_key_groups: key_groups.max_key_groups(),
+            });
+        }
+        let key = K::from_canonical(bytes)?;
+        let before = self.keys.len();
+        let id = self.keys.intern_hashed(key, hash)?;
+        if self.keys.len() == before {
+            return Err(SnapshotError::DuplicateKey { key_group: stored_group });
+        }
+        // Key groups are below 32768 (`MAX_KEY_GROUPS_UPPER_BOUND`).
+        self.groups.push(actual.0 as u16);
+        Ok(id)
+    }
+}
+
+/// Replaces one domain's registration orders by their ranks `0..n`, so that a snapshot depends
+/// only on the order of the pending timers, not on how many registrations came before them.
+fn rank_orders(
+    groups: &mut BTreeMap<u32, Vec<KeySnapshot>>,
+    timers: impl Fn(&mut KeySnapshot) -> &mut Vec<(Timestamp, u32)>,
+) {
+    let mut orders: Vec<u32> =
+        groups.values_mut().flatten().flat_map(|k| timers(k).iter().map(|t| t.1)).collect();
+    orders.sort_unstable();
+    for key in groups.values_mut().flatten() {
+        for t in timers(key).iter_mut() {
+            // Orders are distinct (one per registration): the search finds it.
+            t.1 = orders.binary_search(&t.1).unwrap_or(0) as u32;
+        }
+    }
+}
+
+/// `key`'s pending timers in `wheel`, as `(timestamp, registration order)`, by order.
+fn timers_in_order(wheel: &crate::timer::TimerWheel, key: KeyId) -> Vec<(Timestamp, u32)> {
+    let mut out = Vec::new();
+    wheel.for_each_of_key_in_order(key, |ts, order| out.push((ts, order)));
+    out.sort_unstable_by_key(|t| t.1);
+    out
+}

@@ -1,0 +1,74 @@
+//! How state values become bytes for a snapshot, and back: [`StateValue`], the bound every value
+//! of a keyed state meets, and the row encoding of the columns.
+//!
+//! Values are encoded with serde, in postcard's compact format (varint integers, length-prefixed
+//! sequences). The encoding of a row is part of the checkpoint format: a change to it is a change
+//! of the format version (docs/reliability.md). Decoding never trusts a length: postcard checks
+//! every length against the bytes that remain, and serde caps what a sequence preallocates, so
+//! arbitrary bytes give an error, never a panic or a huge allocation.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a value kept in keyed state must be: cloneable (reads hand out owned values) and
+/// serializable, so that a checkpoint can store it and a restore rebuild it (Flink's type
+/// serializers). Implemented for every `Clone + Serialize + DeserializeOwned + 'static` type:
+/// derive `serde::Serialize` and `serde::Deserialize` on your own state types.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + 'static {}
+
+impl<T: Clone + Serialize + DeserializeOwned + 'static> StateValue for T {}
+
+/// A state row that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(String);
+
+impl CodecError {
+    pub(crate) fn new(what: impl std::fmt::Display) -> Self {
+        CodecError(what.to_string())
+    }
+}
+
+/// Appends the encoding of `value` to `out`.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    postcard::to_extend(value, std::mem::take(out)).map(|v| *out = v).map_err(CodecError::new)
+}
+
+/// Decodes one `T` that must take exactly all of `bytes`.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(CodecError::new)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(CodecError::new(format!("{} bytes left over after the value", rest.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_trailing_bytes() {
+        let mut out = vec![9];
+        encode(&(Some(5i64), "abc".to_string()), &mut out).unwrap();
+        assert_eq!(out[0], 9, "encode appends");
+        let back: (Option<i64>, String) = decode(&out[1..]).unwrap();
+        assert_eq!(back, (Some(5), "abc".to_string()));
+        assert!(decode::<(Option<i64>, String)>(&out).is_err(), "a leading byte shifts the value");
+        let mut longer = out[1..].to_vec();
+        longer.push(0);
+        assert!(decode::<(Option<i64>, String)>(&longer).is_err(), "trailing bytes are an error");
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_an_error_not_an_allocation() {
+        // A varint length of 2^63 followed by nothing.
+        let bytes = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(decode::<Vec<u64>>(&bytes).is_err());
+        assert!(decode::<String>(&bytes).is_err());
+    }
+}
