@@ -248,12 +248,26 @@ tuple_key!(A, B, C, D);
 /// The table is built for batches: [`prefetch_slot`](Self::prefetch_slot) for a record some
 /// records ahead, then [`candidate`](Self::candidate) to learn (almost always) its key's id early
 /// enough to prefetch its state rows, then [`intern_hashed`](Self::intern_hashed). The table grows
-/// at 3/4 full, up to 2^32 slots (3.2 billion keys).
+/// at 3/4 full, up to 2^32 slots (3.2 billion keys), or up to a configured limit of live keys
+/// ([`with_limit`](Self::with_limit)).
+///
+/// **Keys can be removed** ([`remove`](Self::remove)): the slot is emptied by backward-shift
+/// deletion (the slots after it in its probe run move back where their homes allow, so no
+/// tombstones are left) and the id goes to a free list, from which the next new key takes it. So
+/// the table, the key vector and every column indexed by id stay at the size of the most keys
+/// live at once, however many distinct keys pass. The entry of a removed id in the key vector
+/// keeps its last key until the id is given out again.
 pub struct KeyInterner<K> {
     slots: Vec<u64>,
     /// `64 - log2(slots.len())`: a position's top bits, shifted down by this, are its home slot.
     shift: u32,
     keys: Vec<K>,
+    /// Ids of removed keys, given out again before new ones.
+    free: Vec<KeyId>,
+    /// One bit per id: set while the id names a live key.
+    live: Vec<u64>,
+    /// The most live keys allowed.
+    limit: usize,
     /// The secret of the position mix.
     seed: [u64; 2],
 }
@@ -299,10 +313,19 @@ fn random_seed() -> [u64; 2] {
 impl<K: Key> KeyInterner<K> {
     /// An empty interner with a fresh random seed.
     pub fn new() -> Self {
+        Self::with_limit(usize::MAX)
+    }
+
+    /// An empty interner that holds at most `limit` live keys: interning one more fails with
+    /// [`KeyError::TooManyKeys`] (a memory bound that gives a typed error before memory runs out).
+    pub fn with_limit(limit: usize) -> Self {
         KeyInterner {
             slots: vec![EMPTY_SLOT; 1 << INITIAL_BITS],
             shift: 64 - INITIAL_BITS,
             keys: Vec::new(),
+            free: Vec::new(),
+            live: Vec::new(),
+            limit,
             seed: random_seed(),
         }
     }
@@ -374,20 +397,84 @@ impl<K: Key> KeyInterner<K> {
         self.insert_new(key, tag, i)
     }
 
-    /// Gives a new key the next id, in the empty slot `i` its probe ended at.
+    /// Gives a new key an id (a free one if there is one, else the next), in the empty slot `i`
+    /// its probe ended at.
     #[inline]
     fn insert_new(&mut self, key: K, tag: u32, i: usize) -> Result<KeyId, KeyError> {
-        let full = self.keys.len() * 4 >= self.slots.len() * 3 && 64 - self.shift == MAX_BITS;
-        let id = KeyId::try_from(self.keys.len())
-            .ok()
-            .filter(|&id| id != KeyId::MAX && !full)
-            .ok_or(KeyError::TooManyKeys { limit: u64::from(KeyId::MAX) })?;
+        let live = self.len();
+        if live >= self.limit {
+            return Err(KeyError::TooManyKeys { limit: self.limit as u64 });
+        }
+        let full = live * 4 >= self.slots.len() * 3 && 64 - self.shift == MAX_BITS;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.keys[id as usize] = key;
+                id
+            }
+            None => {
+                let id = KeyId::try_from(self.keys.len())
+                    .ok()
+                    .filter(|&id| id != KeyId::MAX && !full)
+                    .ok_or(KeyError::TooManyKeys { limit: u64::from(KeyId::MAX) })?;
+                self.keys.push(key);
+                if id % 64 == 0 {
+                    self.live.push(0);
+                }
+                id
+            }
+        };
         self.slots[i] = slot_of(tag, id);
-        self.keys.push(key);
-        if self.keys.len() * 4 > self.slots.len() * 3 && 64 - self.shift < MAX_BITS {
+        self.live[id as usize / 64] |= 1 << (id % 64);
+        if (live + 1) * 4 > self.slots.len() * 3 && 64 - self.shift < MAX_BITS {
             self.grow();
         }
         Ok(id)
+    }
+
+    /// Removes the key with id `id` (a key without state and timers); its id is given out again to
+    /// a later new key. Returns false if the id names no live key.
+    pub fn remove(&mut self, id: KeyId) -> bool {
+        if !self.is_live(id) {
+            return false;
+        }
+        let position = self.position(self.keys[id as usize].canonical_hash());
+        let mut i = self.home(position);
+        while id_of(self.slots[i]) != id {
+            // The key is in the table: its probe run reaches its slot before an empty one.
+            debug_assert_ne!(self.slots[i], EMPTY_SLOT, "a live key missing from the table");
+            i = self.next(i);
+        }
+        // Backward-shift deletion: move each later slot of the run back into the hole, unless
+        // its home lies cyclically after the hole (then it would be unreachable from its home).
+        let mask = self.slots.len() - 1;
+        let tag_shift = self.shift - 32;
+        let mut hole = i;
+        let mut j = self.next(hole);
+        while self.slots[j] != EMPTY_SLOT {
+            let home = (tag_of(self.slots[j]) >> tag_shift) as usize;
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+            j = self.next(j);
+        }
+        self.slots[hole] = EMPTY_SLOT;
+        self.live[id as usize / 64] &= !(1 << (id % 64));
+        self.free.push(id);
+        true
+    }
+
+    /// Whether `id` names a live key.
+    #[inline]
+    pub fn is_live(&self, id: KeyId) -> bool {
+        self.live.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// The live keys with their ids, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
+        (0..self.keys.len() as KeyId)
+            .filter(|&id| self.is_live(id))
+            .map(|id| (id, &self.keys[id as usize]))
     }
 
     /// Doubles the table: every slot moves to its home in the new table, found from its tag (the
@@ -427,23 +514,26 @@ impl<K: Key> KeyInterner<K> {
 
     /// The key with id `id`.
     ///
-    /// Ids come from [`intern`](Self::intern); an id this interner never gave out returns `None`.
+    /// Ids come from [`intern`](Self::intern); an id this interner never gave out, or whose key
+    /// was removed, returns `None`.
     #[inline]
     pub fn key(&self, id: KeyId) -> Option<&K> {
-        self.keys.get(id as usize)
+        self.is_live(id).then(|| &self.keys[id as usize])
     }
 
-    /// How many distinct keys have been seen.
+    /// How many keys are live (interned and not removed).
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.len() - self.free.len()
     }
 
-    /// True if no key has been seen.
+    /// True if no key is live.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
-    /// All keys in id order.
+    /// The key vector, indexed by id: what a callback's `current_key()` reads. The entry of a
+    /// removed id holds its last key until the id is given out again; [`iter`](Self::iter) lists
+    /// the live keys only.
     pub fn keys(&self) -> &[K] {
         &self.keys
     }
@@ -453,6 +543,8 @@ impl<K: Key> KeyInterner<K> {
     pub fn memory_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<u64>()
             + self.keys.capacity() * std::mem::size_of::<K>()
+            + self.free.capacity() * std::mem::size_of::<KeyId>()
+            + self.live.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -533,6 +625,54 @@ mod tests {
         42u64.write_canonical(&mut buf);
         assert_eq!(42u64.canonical_hash(), xxh3_64(&buf));
         assert_eq!("user-1".to_string().canonical_hash(), xxh3_64(b"user-1"));
+    }
+
+    /// Interning and removing against a `HashMap` model: every live key keeps its id, a removed
+    /// key is gone, ids are reused before new ones are handed out, probe runs stay intact.
+    #[test]
+    fn removal_against_a_model() {
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+        proptest!(ProptestConfig::with_cases(300), |(ops in prop::collection::vec((0u64..200, any::<bool>()), 0..2_000))| {
+            let mut i = KeyInterner::new();
+            let mut model: HashMap<u64, KeyId> = HashMap::new();
+            let mut free: Vec<KeyId> = Vec::new();
+            let mut next: KeyId = 0;
+            for (key, remove) in ops {
+                if remove {
+                    let removed = model.remove(&key);
+                    let id = i.get(&key);
+                    prop_assert_eq!(id, removed);
+                    if let Some(id) = id {
+                        prop_assert!(i.remove(id));
+                        prop_assert!(!i.remove(id), "removing twice");
+                        free.push(id);
+                    }
+                } else {
+                    let want = *model.entry(key).or_insert_with(|| free.pop().unwrap_or_else(|| { next += 1; next - 1 }));
+                    prop_assert_eq!(i.intern(key), Ok(want));
+                }
+                prop_assert_eq!(i.len(), model.len());
+            }
+            for (&key, &id) in &model {
+                prop_assert_eq!(i.get(&key), Some(id));
+                prop_assert_eq!(i.key(id), Some(&key));
+            }
+            prop_assert_eq!(i.iter().count(), model.len());
+            prop_assert!(i.keys().len() <= 200, "ids are reused: at most one per distinct key");
+        });
+    }
+
+    #[test]
+    fn the_limit_counts_live_keys() {
+        let mut i = KeyInterner::with_limit(2);
+        assert_eq!(i.intern(1u64), Ok(0));
+        assert_eq!(i.intern(2u64), Ok(1));
+        assert_eq!(i.intern(3u64), Err(KeyError::TooManyKeys { limit: 2 }));
+        assert_eq!(i.intern(2u64), Ok(1), "an existing key is not new");
+        assert!(i.remove(0));
+        assert_eq!(i.intern(3u64), Ok(0), "a removed key's id is given out again");
+        assert_eq!(i.get(&1), None);
     }
 
     fn round_trip<K: Key>(k: K) {

@@ -66,6 +66,7 @@ pub struct HarnessBuilder {
     max_key_groups: u32,
     restore: Vec<BackendSnapshot>,
     watermark_on_restore: WatermarkOnRestore,
+    max_keys_per_shard: usize,
 }
 
 impl Default for HarnessBuilder {
@@ -78,6 +79,7 @@ impl Default for HarnessBuilder {
             max_key_groups: 128,
             restore: Vec::new(),
             watermark_on_restore: WatermarkOnRestore::default(),
+            max_keys_per_shard: usize::MAX,
         }
     }
 }
@@ -131,6 +133,13 @@ impl HarnessBuilder {
         self
     }
 
+    /// The most live keys the operator may hold, as
+    /// [`Pipeline::max_keys_per_shard`](crate::pipeline::Pipeline::max_keys_per_shard).
+    pub fn max_keys_per_shard(mut self, limit: usize) -> Self {
+        self.max_keys_per_shard = limit;
+        self
+    }
+
     /// Builds a keyed harness.
     pub fn keyed<F, KS>(
         self,
@@ -149,6 +158,7 @@ impl HarnessBuilder {
             self.shard,
             self.semantics,
             self.processing_time,
+            self.max_keys_per_shard,
         )?;
         let restoring = !self.restore.is_empty();
         if restoring {

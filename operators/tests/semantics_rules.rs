@@ -481,6 +481,8 @@ fn a1_02_timer_identity_is_key_and_timestamp_per_domain() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 2;
             m.records_in = 3;
             m.event_timers_fired = 2;
             m.processing_timers_fired = 1;
@@ -619,6 +621,8 @@ fn a1_06_timestamps_are_not_validated_and_registering_never_fires() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 1;
             m.records_in = 1;
             m.event_timers_fired = 5;
             m.processing_timers_fired = 3;
@@ -1050,6 +1054,8 @@ fn a2_01_an_element_is_late_iff_its_timestamp_is_at_or_below_the_watermark() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 5;
             m.records_in = 5;
             m.late_records = 2;
         })
@@ -1115,6 +1121,8 @@ fn a2_03_watermarks_at_an_operator_are_strictly_increasing() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 2;
             m.records_in = 2;
             m.late_records = 1;
             m.watermarks_dropped = 2;
@@ -1557,6 +1565,8 @@ fn a6_03_end_of_input_timers_fire_fires_them_after_the_final_watermark() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 2;
             m.records_in = 2;
             m.event_timers_fired = 1;
             m.processing_timers_fired = 3;
@@ -2067,6 +2077,8 @@ fn bad_input_element_timestamps_at_the_ends_of_the_axis() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 4;
             m.records_in = 4;
             m.late_records = 1;
         })
@@ -2141,6 +2153,8 @@ fn bad_input_watermarks_and_timers_at_the_ends_of_the_axis() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
+            // The keys left without state or timers are removed.
+            m.keys_removed = 1;
             m.records_in = 1;
             m.watermarks_dropped = 2;
             m.event_timers_fired = 4;

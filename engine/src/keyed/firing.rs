@@ -186,7 +186,9 @@ impl<K: Key> KeyedBackend<K> {
             TimeDomain::ProcessingTime => self.metrics.processing_timers_fired += 1,
         }
         let cx = self.context(timer.key, Some((domain, timer.timestamp)));
-        fire(cx, timer, domain).map_err(FireError::Callback)
+        fire(cx, timer, domain).map_err(FireError::Callback)?;
+        self.release_if_empty(timer.key);
+        Ok(())
     }
 
     /// Finishes the operator, once the final watermark `i64::MAX` has fired every event-time

@@ -30,4 +30,7 @@ pub struct OperatorMetrics {
     pub timers_dropped_at_end_of_time: u64,
     /// Expired TTL state rows removed by the background sweep.
     pub ttl_rows_swept: u64,
+    /// Keys removed because a callback left them with no state and no pending timers (their ids
+    /// are given out again).
+    pub keys_removed: u64,
 }

@@ -92,11 +92,15 @@ pub struct BackendSettings {
     /// re-registered it, before the advance stops with [`FireError::TimerLoop`]; `None`: no limit
     /// (Flink loops forever). Default `Some(10_000)`.
     pub max_timer_refires: Option<u32>,
+    /// The most live keys (keys with state or pending timers) the backend holds; one more is a
+    /// [`KeyError::TooManyKeys`] error instead of memory running out. Default: no limit but the
+    /// key ids' (2^32 - 1).
+    pub max_keys: usize,
 }
 
 impl Default for BackendSettings {
     fn default() -> Self {
-        BackendSettings { max_timer_refires: Some(10_000) }
+        BackendSettings { max_timer_refires: Some(10_000), max_keys: usize::MAX }
     }
 }
 
@@ -104,6 +108,12 @@ impl BackendSettings {
     /// Sets [`max_timer_refires`](Self::max_timer_refires).
     pub fn max_timer_refires(mut self, limit: Option<u32>) -> Self {
         self.max_timer_refires = limit;
+        self
+    }
+
+    /// Sets [`max_keys`](Self::max_keys).
+    pub fn max_keys(mut self, limit: usize) -> Self {
+        self.max_keys = limit;
         self
     }
 }
@@ -143,7 +153,7 @@ impl<K: Key> KeyedBackend<K> {
     /// An empty backend at watermark `i64::MIN` and processing time `processing_time`.
     pub fn new(settings: BackendSettings, processing_time: Timestamp) -> Self {
         KeyedBackend {
-            keys: KeyInterner::new(),
+            keys: KeyInterner::with_limit(settings.max_keys),
             groups: Vec::new(),
             state: StateRegistry::new(),
             event_timers: TimerWheel::new(),
@@ -173,11 +183,11 @@ impl<K: Key> KeyedBackend<K> {
         timestamp: Option<Timestamp>,
         f: impl FnOnce(KeyContext<'_, K>) -> R,
     ) -> Result<R, KeyError> {
+        let live = self.keys.len();
         let id = self.keys.intern_hashed(key, hash)?;
-        let new = id as usize == self.groups.len();
+        let new = self.keys.len() > live;
         if new {
-            // Key groups are below 32768 (`MAX_KEY_GROUPS_UPPER_BOUND`).
-            self.groups.push(key_group.0 as u16);
+            self.set_group(id, key_group);
         }
         self.metrics.records_in += 1;
         if matches!(timestamp, Some(ts) if ts <= self.watermark) {
@@ -189,7 +199,33 @@ impl<K: Key> KeyedBackend<K> {
             // moved them. Re-read where they are, for the prefetches.
             self.state.refresh_prefetch();
         }
+        self.release_if_empty(id);
         Ok(r)
+    }
+
+    /// Records the key group of a new key `id` (a fresh id, or one given out again).
+    #[inline]
+    fn set_group(&mut self, id: KeyId, key_group: KeyGroup) {
+        // Key groups are below 32768 (`MAX_KEY_GROUPS_UPPER_BOUND`).
+        let group = key_group.0 as u16;
+        match self.groups.get_mut(id as usize) {
+            Some(g) => *g = group,
+            None => self.groups.push(group),
+        }
+    }
+
+    /// Removes key `id` if a callback left it with no pending timer and no state: memory follows
+    /// the live keys, not every key ever seen. The timer records are read first (they are in
+    /// cache, and a key with a timer, the common case, needs nothing more).
+    #[inline]
+    fn release_if_empty(&mut self, id: KeyId) {
+        if self.event_timers.count_for_key(id) == 0
+            && self.processing_timers.count_for_key(id) == 0
+            && !self.state.has_state(id)
+        {
+            self.keys.remove(id);
+            self.metrics.keys_removed += 1;
+        }
     }
 
     /// The context of key `id`; `firing` is the timer being fired, if any.
@@ -259,13 +295,16 @@ impl<K: Key> KeyedBackend<K> {
         self.keys.len()
     }
 
-    /// Every key seen, by id.
-    pub fn keys(&self) -> &[K] {
-        self.keys.keys()
+    /// The live keys (with state or pending timers, or in a callback), with their ids.
+    pub fn keys(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
+        self.keys.iter()
     }
 
-    /// The key group of key `id`, if the id was given out.
+    /// The key group of key `id`, if the id names a live key.
     pub fn key_group(&self, id: KeyId) -> Option<KeyGroup> {
+        if !self.keys.is_live(id) {
+            return None;
+        }
         self.groups.get(id as usize).map(|&g| KeyGroup(u32::from(g)))
     }
 

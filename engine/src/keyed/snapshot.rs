@@ -255,8 +255,7 @@ impl<K: Key> KeyedBackend<K> {
         let states = self.state.snapshot_states();
         let mut groups: BTreeMap<u32, Vec<KeySnapshot>> = BTreeMap::new();
         let mut key_bytes = Vec::new();
-        for (id, key) in self.keys.keys().iter().enumerate() {
-            let id = id as KeyId;
+        for (id, key) in self.keys.iter() {
             let mut rows = Vec::new();
             self.state.snapshot_rows(id, &mut rows)?;
             let event_timers = timers_in_order(&self.event_timers, id);
@@ -392,8 +391,7 @@ impl<K: Key> KeyedBackend<K> {
         if self.keys.len() == before {
             return Err(SnapshotError::DuplicateKey { key_group: stored_group });
         }
-        // Key groups are below 32768 (`MAX_KEY_GROUPS_UPPER_BOUND`).
-        self.groups.push(actual.0 as u16);
+        self.set_group(id, actual);
         Ok(id)
     }
 }

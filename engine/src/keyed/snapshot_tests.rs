@@ -74,7 +74,7 @@ fn apply(b: &mut KeyedBackend<u64>, s: &States, step: &Step) {
 /// Everything observable: each key's state, then every timer firing (both domains, to the end of
 /// time) with the state the key had when it fired.
 fn observe(b: &mut KeyedBackend<u64>, s: &States) -> (Vec<String>, Vec<String>) {
-    let mut keys: Vec<u64> = b.keys().to_vec();
+    let mut keys: Vec<u64> = b.keys().map(|(_, &k)| k).collect();
     keys.sort_unstable();
     let mut state = Vec::new();
     for &k in &keys {
@@ -167,9 +167,9 @@ proptest! {
         for shard in 0..shards {
             let range = kg().range_for_shard(shard, shards).unwrap();
             let (mut b, _, _) = restored([&snapshot], |g| range.contains(g));
-            for (id, key) in b.keys().iter().enumerate() {
+            for (id, key) in b.keys() {
                 prop_assert!(range.contains(kg().key_group_of(key)));
-                prop_assert_eq!(b.key_group(id as KeyId), Some(kg().key_group_of(key)));
+                prop_assert_eq!(b.key_group(id), Some(kg().key_group_of(key)));
             }
             parts.push(b.snapshot().unwrap());
             let _ = &mut b;

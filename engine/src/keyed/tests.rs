@@ -60,8 +60,8 @@ fn the_batch_pipeline_equals_one_by_one_processing() {
     assert_eq!(b2.num_state_entries(), 613);
     assert_eq!(b2.metrics().records_in, 5_000);
     // Every key id knows its key group.
-    for (id, key) in b2.keys().iter().enumerate() {
-        assert_eq!(b2.key_group(id as KeyId), Some(kg().key_group_of(key)));
+    for (id, key) in b2.keys() {
+        assert_eq!(b2.key_group(id), Some(kg().key_group_of(key)));
     }
 }
 

@@ -296,6 +296,7 @@ impl StateRegistry {
     /// Whether any state holds a value for `key`.
     pub fn has_state(&self, key: KeyId) -> bool {
         self.states.iter().filter_map(|s| s.column.data.try_borrow().ok()).any(|c| c.has_row(key))
+            || self.restored.iter().any(|r| r.rows.contains_key(&key))
     }
 
     /// Clears `key`'s row in every state.

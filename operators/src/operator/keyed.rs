@@ -63,9 +63,12 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         shard: ShardInfo,
         semantics: Semantics,
         processing_time: Timestamp,
+        max_keys: usize,
     ) -> Result<Self, PipelineError> {
         let names = Names::register(name, shard.index);
-        let settings = BackendSettings::default().max_timer_refires(semantics.max_timer_refires);
+        let settings = BackendSettings::default()
+            .max_timer_refires(semantics.max_timer_refires)
+            .max_keys(max_keys);
         let mut backend = KeyedBackend::new(settings, processing_time);
         names.site.enter(Phase::Open);
         let mut ctx =

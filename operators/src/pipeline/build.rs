@@ -24,6 +24,7 @@ pub struct BuildContext {
     pub(crate) start_time: Timestamp,
     pub(crate) key_groups: KeyGroups,
     pub(crate) max_watermark_drift: Option<i64>,
+    pub(crate) max_keys_per_shard: usize,
     pub(crate) exchanges: Arc<Exchanges>,
     /// This shard's shared stages (process stages read by several branches).
     pub(crate) shared: SharedStages,

@@ -29,6 +29,7 @@ pub(crate) struct Env {
     pub(crate) exchange: ExchangeSettings,
     pub(crate) max_watermark_drift: Option<i64>,
     pub(crate) idle: IdlePolicy,
+    pub(crate) max_keys_per_shard: usize,
 }
 
 impl Env {
@@ -42,6 +43,7 @@ impl Env {
             exchange: ExchangeSettings::default(),
             max_watermark_drift: Some(DEFAULT_MAX_WATERMARK_DRIFT),
             idle: IdlePolicy::default(),
+            max_keys_per_shard: usize::MAX,
         }
     }
 
@@ -61,6 +63,7 @@ impl Env {
             && self.exchange == other.exchange
             && self.max_watermark_drift == other.max_watermark_drift
             && self.idle == other.idle
+            && self.max_keys_per_shard == other.max_keys_per_shard
             && Arc::ptr_eq(&self.clock, &other.clock)
     }
 }
@@ -138,6 +141,16 @@ impl Pipeline {
     /// wait on.
     pub fn watermark_alignment(mut self, max_drift: Option<i64>) -> Self {
         self.env.max_watermark_drift = max_drift.map(|d| d.max(0));
+        self
+    }
+
+    /// The most live keys (keys with state or pending timers) each keyed operator may hold on one
+    /// shard (default: no limit but the key ids', 2^32 - 1). One more key stops the job with
+    /// [`PipelineError::Capacity`] naming the operator and shard, instead of the process running
+    /// out of memory. A key whose state is cleared and whose timers have fired is removed, so
+    /// the limit bounds the keys live at once, not every key ever seen.
+    pub fn max_keys_per_shard(mut self, limit: usize) -> Self {
+        self.env.max_keys_per_shard = limit;
         self
     }
 

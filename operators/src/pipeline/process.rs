@@ -77,6 +77,7 @@ where
             cx.shard,
             cx.semantics,
             cx.start_time,
+            cx.max_keys_per_shard,
         )?;
         Ok(KeyedProcessStage { input, op, taps: self.side.build() })
     }

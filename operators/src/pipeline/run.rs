@@ -112,6 +112,7 @@ impl<'a> Shared<'a> {
             start_time: self.start_time,
             key_groups: self.control.key_groups,
             max_watermark_drift: self.env.max_watermark_drift,
+            max_keys_per_shard: self.env.max_keys_per_shard,
             exchanges: self.exchanges.clone(),
             shared: SharedStages::default(),
             exchanges_built: Cell::new(0),
