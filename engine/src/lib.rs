@@ -20,9 +20,14 @@
 //! * [`exchange`]: bounded lock-free SPSC rings between shards, verified under loom.
 //! * [`placement`]: which cores the shard threads run on.
 //! * [`prefetch`]: the cache-line prefetch hint the batched hot paths use.
+//! * [`checkpoint`]: the checkpoint file format, its durable write protocol and validation, the
+//!   manifest and the checkpoint directory (docs/reliability.md §1, §3.1–3.2); not yet wired into
+//!   the pipeline.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+// Checkpoint files; its `fs` module is one of the four allowed unsafe code.
+pub mod checkpoint;
 pub mod exchange;
 pub mod key;
 pub mod keyed;
