@@ -169,7 +169,7 @@ pub(crate) fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Creates `path` exclusively (`O_CREAT | O_EXCL | O_NOFOLLOW`), mode `0600` whatever the umask.
+/// Creates `path` exclusively (`O_CREAT | O_EXCL | O_NOFOLLOW`), mode `0600` less the umask.
 fn create_new(faults: &FaultPlan, path: &Path) -> Result<File, CheckpointError> {
     let file = step(faults, IoOp::Create, path, || {
         OpenOptions::new()
@@ -180,11 +180,13 @@ fn create_new(faults: &FaultPlan, path: &Path) -> Result<File, CheckpointError> 
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
     })?;
-    // The umask may have cleared bits of 0600 (never added any): set the mode exactly.
-    step(faults, IoOp::Chmod, path, || {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-    })?;
     Ok(file)
+}
+
+/// Sets a created file's mode to exactly `0600`: the umask may have cleared bits of the mode
+/// `create_new` asked for (it never adds any).
+fn chmod_600(faults: &FaultPlan, path: &Path, file: &File) -> Result<(), CheckpointError> {
+    step(faults, IoOp::Chmod, path, || file.set_permissions(std::fs::Permissions::from_mode(0o600)))
 }
 
 /// Reserves `len` bytes for `file`, so that writing through a mapping cannot hit a full disk.
@@ -265,6 +267,7 @@ pub(crate) fn write_durable<T>(
     let dest = dir.join(final_name);
     let file = create_new(faults, &tmp)?;
     let written = (|| {
+        chmod_600(faults, &tmp, &file)?;
         fallocate(faults, &tmp, &file, size)?;
         let mut mapping = map(faults, &tmp, &file)?;
         if mapping.len() as u64 != size {
