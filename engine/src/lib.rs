@@ -33,7 +33,7 @@ pub mod key;
 pub mod keyed;
 pub mod keygroup;
 pub mod placement;
-// Issues the CPU's prefetch hint; one of the three modules allowed unsafe code.
+// Issues the CPU's prefetch hint; one of the four modules allowed unsafe code.
 #[allow(unsafe_code)]
 pub mod prefetch;
 pub mod shard;
