@@ -20,15 +20,20 @@
 //! * [`exchange`]: bounded lock-free SPSC rings between shards, verified under loom.
 //! * [`placement`]: which cores the shard threads run on.
 //! * [`prefetch`]: the cache-line prefetch hint the batched hot paths use.
+//! * [`checkpoint`]: the checkpoint file format, its durable write protocol and validation, the
+//!   manifest and the checkpoint directory (docs/reliability.md §1, §3.1–3.2); not yet wired into
+//!   the pipeline.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+// Checkpoint files; its `fs` module is one of the four allowed unsafe code.
+pub mod checkpoint;
 pub mod exchange;
 pub mod key;
 pub mod keyed;
 pub mod keygroup;
 pub mod placement;
-// Issues the CPU's prefetch hint; one of the three modules allowed unsafe code.
+// Issues the CPU's prefetch hint; one of the four modules allowed unsafe code.
 #[allow(unsafe_code)]
 pub mod prefetch;
 pub mod shard;

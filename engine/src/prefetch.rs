@@ -12,9 +12,9 @@
 //! instruction we use. The helpers take a slice and an index and prefetch only in-bounds elements, so
 //! callers cannot even hint at memory they do not own.
 //!
-//! This module is one of the three allowed `unsafe` code (with `exchange::ring` and `sync`): the
-//! x86-64 intrinsic is declared `unsafe` because it is a `#[target_feature(enable = "sse")]`
-//! function, although SSE is part of the x86-64 baseline.
+//! This module is one of the four allowed `unsafe` code (with `exchange::ring`, `sync` and
+//! `checkpoint::fs`): the x86-64 intrinsic is declared `unsafe` because it is a
+//! `#[target_feature(enable = "sse")]` function, although SSE is part of the x86-64 baseline.
 
 /// Prefetches the cache line holding `slice[index]` for reading, if `index` is in bounds.
 #[inline(always)]
