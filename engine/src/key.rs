@@ -377,9 +377,16 @@ impl<K: Key> KeyInterner<K> {
     }
 
     /// [`intern`](Self::intern) with the key's routing hash ([`Key::canonical_hash`]) already
-    /// computed. A new key gets id [`len`](Self::len) (ids are handed out densely, in order).
+    /// computed. A new key gets the id of a removed key if there is one, else the next id (ids
+    /// are handed out densely, in order).
     #[inline(always)]
     pub fn intern_hashed(&mut self, key: K, hash: u64) -> Result<KeyId, KeyError> {
+        self.intern_hashed_new(key, hash).map(|(id, _)| id)
+    }
+
+    /// [`intern_hashed`](Self::intern_hashed), also saying whether the key is new.
+    #[inline(always)]
+    pub fn intern_hashed_new(&mut self, key: K, hash: u64) -> Result<(KeyId, bool), KeyError> {
         debug_assert_eq!(hash, key.canonical_hash(), "intern_hashed with another key's hash");
         let position = self.position(hash);
         let tag = tag_of(position);
@@ -390,11 +397,11 @@ impl<K: Key> KeyInterner<K> {
                 break;
             }
             if tag_of(slot) == tag && self.keys[id_of(slot) as usize] == key {
-                return Ok(id_of(slot));
+                return Ok((id_of(slot), false));
             }
             i = self.next(i);
         }
-        self.insert_new(key, tag, i)
+        self.insert_new(key, tag, i).map(|id| (id, true))
     }
 
     /// Gives a new key an id (a free one if there is one, else the next), in the empty slot `i`
@@ -433,6 +440,7 @@ impl<K: Key> KeyInterner<K> {
 
     /// Removes the key with id `id` (a key without state and timers); its id is given out again to
     /// a later new key. Returns false if the id names no live key.
+    #[inline]
     pub fn remove(&mut self, id: KeyId) -> bool {
         if !self.is_live(id) {
             return false;

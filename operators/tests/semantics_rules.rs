@@ -481,7 +481,7 @@ fn a1_02_timer_identity_is_key_and_timestamp_per_domain() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 2;
             m.records_in = 3;
             m.event_timers_fired = 2;
@@ -621,7 +621,7 @@ fn a1_06_timestamps_are_not_validated_and_registering_never_fires() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 1;
             m.records_in = 1;
             m.event_timers_fired = 5;
@@ -1054,7 +1054,7 @@ fn a2_01_an_element_is_late_iff_its_timestamp_is_at_or_below_the_watermark() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 5;
             m.records_in = 5;
             m.late_records = 2;
@@ -1121,7 +1121,7 @@ fn a2_03_watermarks_at_an_operator_are_strictly_increasing() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 2;
             m.records_in = 2;
             m.late_records = 1;
@@ -1565,7 +1565,7 @@ fn a6_03_end_of_input_timers_fire_fires_them_after_the_final_watermark() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 2;
             m.records_in = 2;
             m.event_timers_fired = 1;
@@ -2077,7 +2077,7 @@ fn bad_input_element_timestamps_at_the_ends_of_the_axis() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 4;
             m.records_in = 4;
             m.late_records = 1;
@@ -2153,7 +2153,7 @@ fn bad_input_watermarks_and_timers_at_the_ends_of_the_axis() {
     assert_eq!(
         *h.metrics(),
         metrics(|m| {
-            // The keys left without state or timers are removed.
+            // Keys left without state or timers are removed.
             m.keys_removed = 1;
             m.records_in = 1;
             m.watermarks_dropped = 2;

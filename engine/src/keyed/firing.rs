@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::{KeyContext, KeyedBackend};
 use crate::key::Key;
+use crate::state::rows_emptied;
 use crate::time::{MAX_WATERMARK, TimeDomain, Timestamp};
 use crate::timer::{RegistrationMark, Timer, TimerWheel};
 
@@ -185,9 +186,14 @@ impl<K: Key> KeyedBackend<K> {
             TimeDomain::EventTime => self.metrics.event_timers_fired += 1,
             TimeDomain::ProcessingTime => self.metrics.processing_timers_fired += 1,
         }
+        let emptied = rows_emptied();
         let cx = self.context(timer.key, Some((domain, timer.timestamp)));
         fire(cx, timer, domain).map_err(FireError::Callback)?;
-        self.release_if_empty(timer.key);
+        // Firing took a timer away: the key is empty if that was its last and it has no state.
+        // Its state can only have gone if the callback emptied a row (a key with state that a
+        // callback leaves alone keeps it), unless the operator keeps no state at all.
+        let maybe_empty = rows_emptied() != emptied || self.state.is_stateless();
+        self.release_if_empty(timer.key, maybe_empty);
         Ok(())
     }
 

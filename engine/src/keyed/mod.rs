@@ -49,7 +49,7 @@ use std::fmt;
 
 use crate::key::{Key, KeyError, KeyId, KeyInterner};
 use crate::keygroup::{KeyGroup, KeyGroups};
-use crate::state::{StateRegistry, StateScope};
+use crate::state::{StateRegistry, StateScope, rows_emptied};
 use crate::time::{MIN_WATERMARK, TimeDomain, Timestamp};
 use crate::timer::TimerWheel;
 
@@ -183,9 +183,7 @@ impl<K: Key> KeyedBackend<K> {
         timestamp: Option<Timestamp>,
         f: impl FnOnce(KeyContext<'_, K>) -> R,
     ) -> Result<R, KeyError> {
-        let live = self.keys.len();
-        let id = self.keys.intern_hashed(key, hash)?;
-        let new = self.keys.len() > live;
+        let (id, new) = self.keys.intern_hashed_new(key, hash)?;
         if new {
             self.set_group(id, key_group);
         }
@@ -193,13 +191,14 @@ impl<K: Key> KeyedBackend<K> {
         if matches!(timestamp, Some(ts) if ts <= self.watermark) {
             self.metrics.late_records += 1;
         }
+        let emptied = rows_emptied();
         let r = f(self.context(id, None));
         if new && id.is_power_of_two() {
             // The state columns double as key ids grow: the first row of a new capacity may have
             // moved them. Re-read where they are, for the prefetches.
             self.state.refresh_prefetch();
         }
-        self.release_if_empty(id);
+        self.release_if_empty(id, new || rows_emptied() != emptied);
         Ok(r)
     }
 
@@ -214,12 +213,16 @@ impl<K: Key> KeyedBackend<K> {
         }
     }
 
-    /// Removes key `id` if a callback left it with no pending timer and no state: memory follows
-    /// the live keys, not every key ever seen. The timer records are read first (they are in
-    /// cache, and a key with a timer, the common case, needs nothing more).
+    /// After a callback for key `id`: removes the key if it has no pending timer and no state,
+    /// so that memory follows the live keys, not every key ever seen; its id is given out again.
+    /// The timer records are read first (they are in cache, and a key with a timer, the common
+    /// case, needs nothing more); the state columns are asked only if the key may have no state
+    /// (`maybe_empty`): the callback emptied a state row (the rows-emptied count moved), the key
+    /// is new, or the operator has no state at all.
     #[inline]
-    fn release_if_empty(&mut self, id: KeyId) {
-        if self.event_timers.count_for_key(id) == 0
+    fn release_if_empty(&mut self, id: KeyId, maybe_empty: bool) {
+        if maybe_empty
+            && self.event_timers.count_for_key(id) == 0
             && self.processing_timers.count_for_key(id) == 0
             && !self.state.has_state(id)
         {

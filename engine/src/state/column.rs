@@ -13,6 +13,25 @@ use crate::key::KeyId;
 use crate::prefetch::RowRegion;
 use crate::time::Timestamp;
 
+thread_local! {
+    /// State rows emptied on this thread (by a clear, a removal, an expiry), ever.
+    static ROWS_EMPTIED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many state rows have been emptied on this thread so far: the keyed backend compares it
+/// before and after a callback to learn, without asking every column, whether the callback may
+/// have left its key without state (a key is removed once it has no state and no timers).
+#[inline]
+pub fn rows_emptied() -> u64 {
+    ROWS_EMPTIED.with(std::cell::Cell::get)
+}
+
+/// Counts `n` rows emptied (every column calls it where its count of live rows goes down).
+#[inline]
+pub(super) fn emptied(n: usize) {
+    ROWS_EMPTIED.with(|c| c.set(c.get().wrapping_add(n as u64)));
+}
+
 /// The row index of `key` in every column.
 #[inline(always)]
 pub(super) fn row(key: KeyId) -> usize {
@@ -160,6 +179,7 @@ impl<T> Cells<T> {
             if ttl.expired(*stamp, now) {
                 let expired = slot.take();
                 self.live -= 1;
+                emptied(1);
                 return match expired {
                     Some(value) if ttl.return_expired => Visible::Expired(value),
                     _ => Visible::Absent,
@@ -207,6 +227,7 @@ impl<T> Cells<T> {
         let i = row(key);
         let value = self.rows.get_mut(i)?.take()?;
         self.live -= 1;
+        emptied(1);
         match (&self.ttl, self.stamps.get(i)) {
             (Some(ttl), Some(&stamp)) if ttl.expired(stamp, now) => None,
             _ => Some(value),
@@ -224,6 +245,7 @@ impl<T> Cells<T> {
             if ttl.expired(*stamp, now) {
                 *slot = None;
                 self.live -= 1;
+                emptied(1);
                 return None;
             }
             *stamp = now;
@@ -237,6 +259,7 @@ impl<T> Cells<T> {
         if let Some(slot) = self.rows.get_mut(row(key)) {
             if slot.take().is_some() {
                 self.live -= 1;
+                emptied(1);
             }
         }
     }
@@ -278,6 +301,7 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
             }
         }
         self.live -= removed;
+        emptied(removed);
         removed
     }
 

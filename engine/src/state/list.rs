@@ -5,7 +5,9 @@ use std::mem;
 use std::rc::Rc;
 
 use super::codec::{CodecError, StateValue, decode, encode};
-use super::column::{Column, ErasedColumn, debug_handle, open, row, ttl_mismatch};
+use super::column::{
+    Column, ErasedColumn, debug_handle, emptied as count_emptied, open, row, ttl_mismatch,
+};
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -60,6 +62,7 @@ impl<T> ListColumn<T> {
             *items = Vec::new();
             *stamps = Vec::new();
             self.live -= 1;
+            count_emptied(1);
         }
         result
     }
@@ -125,6 +128,7 @@ impl<T> ListColumn<T> {
         if let Some(items) = self.rows.get_mut(i) {
             if !items.is_empty() {
                 self.live -= 1;
+                count_emptied(1);
             }
             // Release the memory: clearing is how state is given back.
             *items = Vec::new();
@@ -173,6 +177,7 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
             }
         }
         self.live -= emptied;
+        count_emptied(emptied);
         emptied
     }
 

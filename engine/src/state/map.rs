@@ -10,7 +10,9 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 
 use super::codec::{CodecError, StateValue, decode, encode};
-use super::column::{Column, ErasedColumn, debug_handle, open, row, ttl_mismatch};
+use super::column::{
+    Column, ErasedColumn, debug_handle, emptied as count_emptied, open, row, ttl_mismatch,
+};
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -153,6 +155,7 @@ impl<K: Eq + Hash, V> MapColumn<K, V> {
             if slot.as_ref().is_some_and(|r| r.entries.is_empty()) {
                 *slot = None;
                 self.live -= 1;
+                count_emptied(1);
             }
         }
     }
@@ -257,6 +260,7 @@ impl<K: Eq + Hash, V> MapColumn<K, V> {
         if let Some(slot) = self.rows.get_mut(row(key)) {
             if slot.take().is_some() {
                 self.live -= 1;
+                count_emptied(1);
             }
         }
     }
@@ -304,6 +308,7 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
             }
         }
         self.live -= emptied;
+        count_emptied(emptied);
         emptied
     }
 

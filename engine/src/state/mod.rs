@@ -88,6 +88,7 @@ mod value;
 mod tests;
 
 pub use codec::{CodecError, StateValue};
+pub use column::rows_emptied;
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,

@@ -293,10 +293,24 @@ impl StateRegistry {
             .sum()
     }
 
+    /// True if no state is registered and none waits for its registration: then no key has
+    /// state.
+    #[inline]
+    pub fn is_stateless(&self) -> bool {
+        self.states.is_empty() && self.restored.is_empty()
+    }
+
     /// Whether any state holds a value for `key`.
+    #[inline]
     pub fn has_state(&self, key: KeyId) -> bool {
-        self.states.iter().filter_map(|s| s.column.data.try_borrow().ok()).any(|c| c.has_row(key))
-            || self.restored.iter().any(|r| r.rows.contains_key(&key))
+        for state in &self.states {
+            // A column in use (only from inside a state access) counts as holding state.
+            match state.column.data.try_borrow() {
+                Ok(column) if !column.has_row(key) => {}
+                _ => return true,
+            }
+        }
+        !self.restored.is_empty() && self.restored.iter().any(|r| r.rows.contains_key(&key))
     }
 
     /// Clears `key`'s row in every state.
