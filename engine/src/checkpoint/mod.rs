@@ -2,9 +2,10 @@
 //! validation, the manifest that makes a checkpoint complete, and the checkpoint directory
 //! (docs/reliability.md §1, §3.1, §3.2).
 //!
-//! This layer knows nothing of keyed state or timers: a shard file holds **sections**, each a
-//! kind (`u8`) and bytes, which the caller encodes (later: a shard's state and timers per key
-//! group, with the [`Encoder`]) and gets back, validated, in the same order. The flow of one
+//! The file layer knows nothing of keyed state or timers: a shard file holds **sections**, each a
+//! kind (`u8`) and bytes, which the caller encodes and gets back, validated, in the same order.
+//! A keyed operator's [`BackendSnapshot`](crate::keyed::BackendSnapshot) is one section
+//! ([`keyed_section`], [`keyed_snapshots`]). The flow of one
 //! checkpoint `c`:
 //!
 //! ```no_run
@@ -165,6 +166,7 @@ mod error;
 mod format;
 #[allow(unsafe_code)]
 mod fs;
+mod keyed;
 mod manifest;
 mod names;
 mod reader;
@@ -180,6 +182,7 @@ pub use format::{
     ShardFileInfo, ShardFileMeta, validate_bytes,
 };
 pub use fs::{FaultAction, FaultPlan, FaultTrigger};
+pub use keyed::{KEYED_SECTION, keyed_section, keyed_snapshots};
 pub use manifest::{
     CheckpointKind, DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_VERSION, MAX_SOURCE_POSITION_BYTES,
     Manifest, ManifestShard, read_manifest, write_manifest,

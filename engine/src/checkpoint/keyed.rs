@@ -1,0 +1,73 @@
+//! Keyed operators' snapshots in a shard file: one section of kind [`KEYED_SECTION`] per keyed
+//! operator of the shard, holding the operator's name and its [`BackendSnapshot`] (keys, state
+//! rows and timers by key group). A restore on any shard count reads every shard file of the
+//! checkpoint and gives each operator the key groups of its new shard.
+//!
+//! Section layout: `varint len | operator name (UTF-8) | varint len | snapshot bytes`
+//! ([`BackendSnapshot::to_bytes`]). Sections of other kinds are left to their readers.
+
+use std::path::Path;
+
+use super::codec::{Decoder, Encoder};
+use super::error::{CheckpointError, CorruptKind};
+use super::format::ShardFile;
+use crate::keyed::BackendSnapshot;
+
+/// The section kind of a keyed operator's snapshot.
+pub const KEYED_SECTION: u8 = 1;
+
+/// The longest operator name a section may hold.
+const MAX_OPERATOR_NAME: u64 = 4096;
+
+/// The section bytes of operator `operator`'s snapshot.
+///
+/// # Errors
+///
+/// [`CheckpointError::TooLarge`] for a name over 4 KiB.
+pub fn keyed_section(
+    operator: &str,
+    snapshot: &BackendSnapshot,
+) -> Result<Vec<u8>, CheckpointError> {
+    if operator.len() as u64 > MAX_OPERATOR_NAME {
+        return Err(CheckpointError::TooLarge {
+            what: "operator name",
+            len: operator.len() as u64,
+            limit: MAX_OPERATOR_NAME,
+        });
+    }
+    let snapshot = snapshot.to_bytes();
+    let mut e = Encoder::with_limit(usize::MAX);
+    e.bytes(operator.as_bytes())?.bytes(&snapshot)?;
+    Ok(e.into_bytes())
+}
+
+/// The keyed snapshots of a validated shard file (`file`, read from `path`), in section order.
+///
+/// # Errors
+///
+/// [`CheckpointError::Corrupt`] naming the file when a section does not decode (its checksums
+/// were right, so the writer wrote something this build cannot read).
+pub fn keyed_snapshots(
+    path: &Path,
+    file: &ShardFile,
+) -> Result<Vec<(String, BackendSnapshot)>, CheckpointError> {
+    let mut out = Vec::new();
+    for (kind, bytes) in &file.sections {
+        if *kind != KEYED_SECTION {
+            continue;
+        }
+        let mut d = Decoder::new(bytes);
+        let name = d.bytes(MAX_OPERATOR_NAME).map_err(|e| e.in_file(path, 0))?;
+        let name = std::str::from_utf8(name).map_err(|_| corrupt(path, 0))?.to_string();
+        let at = d.position() as u64;
+        let snapshot = d.bytes(u64::MAX).map_err(|e| e.in_file(path, 0))?;
+        d.finish().map_err(|e| e.in_file(path, 0))?;
+        let snapshot = BackendSnapshot::from_bytes(snapshot).map_err(|_| corrupt(path, at))?;
+        out.push((name, snapshot));
+    }
+    Ok(out)
+}
+
+fn corrupt(path: &Path, offset: u64) -> CheckpointError {
+    CheckpointError::Corrupt { file: path.to_path_buf(), offset, kind: CorruptKind::InvalidValue }
+}
