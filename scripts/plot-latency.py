@@ -17,7 +17,11 @@ def need_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--user", "matplotlib"])
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--user", "matplotlib"]
+        if subprocess.call(pip) != 0:
+            # A distribution's externally managed Python (PEP 668) refuses --user installs
+            # unless told that it may.
+            subprocess.check_call(pip + ["--break-system-packages"])
     import matplotlib
 
     matplotlib.use("Agg")
