@@ -7,13 +7,14 @@ use crate::state::StateScope;
 use crate::time::{MAX_WATERMARK, TimeDomain, Timestamp};
 use crate::timer::{TimerError, TimerWheel};
 
-/// The current key of a callback (`process_element`, `on_timer`): every key of the shard (the
-/// current one is `keys[scope.key()]`), the scope through which keyed state is accessed, and the
-/// key's timers.
+/// The current key of a callback (`process_element`, `on_timer`): the backend's key vector (the
+/// current key is `keys[scope.key()]`, [`key`](Self::key)), the scope through which keyed state
+/// is accessed, and the key's timers.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct KeyContext<'a, K> {
-    /// Every key of the backend, by id.
+    /// The backend's keys by id (the entry of a removed key's id holds its last key until the id
+    /// is given out again).
     pub keys: &'a [K],
     /// The current key's state scope (its id, the processing time, the registry).
     pub scope: StateScope,
