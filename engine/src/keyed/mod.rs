@@ -219,13 +219,21 @@ impl<K: Key> KeyedBackend<K> {
     /// case, needs nothing more); the state columns are asked only if the key may have no state
     /// (`maybe_empty`): the callback emptied a state row (the rows-emptied count moved), the key
     /// is new, or the operator has no state at all.
-    #[inline]
+    #[inline(always)]
     fn release_if_empty(&mut self, id: KeyId, maybe_empty: bool) {
         if maybe_empty
             && self.event_timers.count_for_key(id) == 0
             && self.processing_timers.count_for_key(id) == 0
-            && !self.state.has_state(id)
         {
+            self.release_if_stateless(id);
+        }
+    }
+
+    /// The rest of [`release_if_empty`](Self::release_if_empty), out of line: the state columns
+    /// asked, the key removed.
+    #[inline(never)]
+    fn release_if_stateless(&mut self, id: KeyId) {
+        if !self.state.has_state(id) {
             self.keys.remove(id);
             self.metrics.keys_removed += 1;
         }
