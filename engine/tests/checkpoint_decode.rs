@@ -1,11 +1,11 @@
-//! Decoding arbitrary checkpoint bytes never panics and never allocates more than the input
-//! (docs/reliability.md §3.1, test 15's property-test half; the cargo-fuzz half is
-//! `engine/fuzz`, run by `scripts/fuzz.sh`).
+//! Decoding arbitrary checkpoint bytes never panics and never allocates more than a fixed
+//! multiple of the input (docs/reliability.md §3.1, test 15's property-test half; the cargo-fuzz
+//! half is `engine/fuzz`, run by `scripts/fuzz.sh`).
 //!
 //! A counting global allocator records the largest single allocation each thread makes, and
-//! every case asserts it is at most the input's length plus a small constant: a decoder that
-//! trusted a length field (`Vec::with_capacity(len_from_file)`) fails here even when the
-//! allocation would have succeeded.
+//! every case asserts it is at most [`EXPANSION`] times the input's length plus a small
+//! constant: a decoder that trusted a length field (`Vec::with_capacity(len_from_file)`, with
+//! lengths up to 2^64 - 1) fails here even when the allocation would have succeeded.
 //!
 //! * `arbitrary_bytes_are_refused_without_panic` (4,000 cases): random bytes as a shard file,
 //!   as a manifest, and through every `Decoder` read.
@@ -70,6 +70,11 @@ fn largest_allocation(f: impl FnOnce()) -> usize {
 /// The allowance over the input's length: error paths, a `PathBuf`, a few small vectors.
 const SLACK: usize = 4096;
 
+/// How many bytes of memory one input byte may become. The densest case is a manifest's list of
+/// source positions: an empty position is one byte on disk (its length, 0) and one `Vec<u8>` in
+/// memory.
+const EXPANSION: usize = std::mem::size_of::<Vec<u8>>();
+
 fn decode_everything(bytes: &[u8]) {
     let name = Path::new("fuzz-input");
     let file = validate_bytes(name, bytes);
@@ -115,7 +120,7 @@ fn decode_everything(bytes: &[u8]) {
 fn check(bytes: &[u8]) {
     let largest = largest_allocation(|| decode_everything(bytes));
     assert!(
-        largest <= bytes.len() + SLACK,
+        largest <= EXPANSION * bytes.len() + SLACK,
         "allocated {largest} bytes for an input of {}",
         bytes.len()
     );
@@ -230,6 +235,25 @@ proptest! {
             }
         }
     }
+}
+
+/// The case proptest found: a manifest of many empty source positions decodes, and its list is
+/// the largest allocation, one `Vec<u8>` per input byte — at the bound, not over it.
+#[test]
+fn many_empty_source_positions_stay_within_the_bound() {
+    let mut body = Encoder::with_limit(1 << 20);
+    body.u64(7).unwrap().u8(0).unwrap().u16(1).unwrap().u32(0).unwrap();
+    body.u32(128).unwrap().u32(1).unwrap().i64(0).unwrap();
+    body.varint(0).unwrap().varint(4000).unwrap();
+    body.raw(&[0; 4000]).unwrap();
+    let bytes = manifest(body.as_bytes());
+    let largest = largest_allocation(|| {
+        let m = Manifest::decode(Path::new("m"), &bytes).unwrap();
+        assert_eq!(m.source_positions.len(), 4000);
+        assert!(m.source_positions.iter().all(Vec::is_empty));
+    });
+    assert!(largest >= 4000 * EXPANSION, "the list itself is {largest} bytes");
+    check(&bytes);
 }
 
 /// A real shard file and a real manifest, written once per thread.
