@@ -29,17 +29,7 @@ use pinwheel_engine::checkpoint::{
     RestorePolicy, WriteOptions, manifest_name, shard_file_name,
 };
 
-const PROTOCOL: [IoOp; 9] = [
-    IoOp::Create,
-    IoOp::Chmod,
-    IoOp::Fallocate,
-    IoOp::Mmap,
-    IoOp::Msync,
-    IoOp::Fdatasync,
-    IoOp::Close,
-    IoOp::Rename,
-    IoOp::FsyncDir,
-];
+const PROTOCOL: &[IoOp] = IoOp::WRITE_STEPS;
 
 /// The steps of writing one shard file and then its manifest.
 fn steps() -> Vec<IoOp> {
@@ -85,7 +75,7 @@ fn protocol_steps_are_counted_in_order() {
     let plan = FaultPlan::counting();
     write_2(&dir, &plan).unwrap();
     assert_eq!(plan.steps(), 18);
-    for op in PROTOCOL {
+    for &op in PROTOCOL {
         assert_eq!(plan.count(op), 2, "{op}");
     }
     assert_eq!(plan.fired(), 0);

@@ -59,6 +59,10 @@ impl IoOp {
         IoOp::Remove,
     ];
 
+    /// The steps of writing one file durably (a shard file or a manifest), in order: the first
+    /// nine of [`IoOp::ALL`], `Create` to `FsyncDir`.
+    pub const WRITE_STEPS: &'static [IoOp] = IoOp::ALL.split_at(9).0;
+
     /// The operation's name as it appears in error messages.
     pub fn name(self) -> &'static str {
         match self {
