@@ -22,7 +22,7 @@ mod common;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use common::{fresh_dir, write_checkpoint};
+use common::{crc32c, fresh_dir, write_checkpoint};
 use pinwheel_engine::checkpoint::{
     CheckpointError, CheckpointKind, CorruptKind, FORMAT_VERSION, FileLayout, MANIFEST_VERSION,
     Manifest, ManifestShard, MismatchField, RestorePolicy, ShardFileMeta, WriteOptions,
@@ -202,7 +202,7 @@ fn corrupt_every_byte_detected() {
         validate_bytes(&path, &bigger).unwrap_err().corrupt_kind(),
         Some(CorruptKind::HeaderCrc)
     );
-    let crc = crc32c_of(&bigger[..124]);
+    let crc = crc32c(&bigger[..124]);
     bigger[124..128].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(
         validate_bytes(&path, &bigger).unwrap_err().corrupt_kind(),
@@ -236,19 +236,6 @@ fn corrupt_every_byte_detected() {
     }
     assert_eq!(bytes, original);
     assert!(validate_bytes(&path, &original).is_ok());
-}
-
-/// CRC32C, for fixing up a damaged header the way a malicious or buggy writer would.
-fn crc32c_of(bytes: &[u8]) -> u32 {
-    // The Castagnoli polynomial, reflected; bitwise, independent of the crate under test.
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 fn assert_mismatch(
@@ -342,7 +329,7 @@ fn mixed_or_mismatched_checkpoints_rejected() {
     // A shard file of a future format version (its header CRC fixed up).
     let mut future = good.clone();
     future[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    let crc = crc32c_of(&future[..124]);
+    let crc = crc32c(&future[..124]);
     future[124..128].copy_from_slice(&crc.to_le_bytes());
     restore(&future);
     assert_unsupported(dir.validate_checkpoint(&m2), FORMAT_VERSION + 1, "future shard file");
@@ -364,7 +351,7 @@ fn mixed_or_mismatched_checkpoints_rejected() {
     let mut bytes = m2.encode().unwrap();
     bytes[8..10].copy_from_slice(&(MANIFEST_VERSION + 1).to_le_bytes());
     let n = bytes.len();
-    let crc = crc32c_of(&bytes[..n - 4]);
+    let crc = crc32c(&bytes[..n - 4]);
     bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
     assert_unsupported(
         Manifest::decode(Path::new("m"), &bytes),

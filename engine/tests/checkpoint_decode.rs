@@ -19,6 +19,8 @@
 
 mod common;
 
+use common::crc32c;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
@@ -124,17 +126,6 @@ fn check(bytes: &[u8]) {
         "allocated {largest} bytes for an input of {}",
         bytes.len()
     );
-}
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 /// A shard file header with the given fields and a valid CRC, followed by `tail`.

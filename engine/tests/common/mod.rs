@@ -91,3 +91,16 @@ pub(crate) fn file_names(dir: &CheckpointDir) -> Vec<String> {
     names.sort();
     names
 }
+
+/// CRC32C, for fixing up damaged or random bytes the way a malicious or buggy writer would: the
+/// Castagnoli polynomial, reflected, bitwise — independent of the crate under test.
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
