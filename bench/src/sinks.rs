@@ -171,7 +171,7 @@ impl Sink<(u64, u64)> for CountingSink<'_> {
                     p.watermark(w);
                 }
             }
-            StreamElement::Idle => self.span.boundary(),
+            StreamElement::Idle | StreamElement::Barrier(_) => self.span.boundary(),
         }
         Ok(())
     }
@@ -264,7 +264,9 @@ impl Sink<HeartbeatOut> for LatencySink<'_> {
                 self.timeouts += 1;
                 self.span.output();
             }
-            StreamElement::Watermark(_) | StreamElement::Idle => self.span.boundary(),
+            StreamElement::Watermark(_) | StreamElement::Idle | StreamElement::Barrier(_) => {
+                self.span.boundary()
+            }
         }
         Ok(())
     }

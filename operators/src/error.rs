@@ -111,6 +111,9 @@ pub enum PipelineError {
         #[source]
         source: SnapshotError,
     },
+    /// A checkpoint could not be written, or the one to restore could not be read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] pinwheel_engine::checkpoint::CheckpointError),
     /// A sink failed.
     #[error("the sink on shard {shard} failed: {source}")]
     Sink {
@@ -171,6 +174,25 @@ pub enum ConfigError {
     /// `Pipeline::shards(0)`: a pipeline needs at least one shard.
     #[error("a pipeline needs at least one shard")]
     NoShards,
+    /// A pipeline with checkpoints reads a source that cannot resume from a position (it has no
+    /// [`Stage::position`](crate::pipeline::Stage::position) or
+    /// [`StagePlan::resume`](crate::pipeline::StagePlan::resume)).
+    #[error(
+        "the source on shard {shard} cannot resume from a checkpoint position: a pipeline with \
+         checkpoints needs sources that implement Stage::position and StagePlan::resume"
+    )]
+    NotResumable {
+        /// The shard whose source partition cannot resume.
+        shard: usize,
+    },
+    /// The checkpoint to restore does not fit this pipeline.
+    #[error("checkpoint {checkpoint} cannot be restored into this pipeline: {reason}")]
+    CheckpointMismatch {
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// What does not fit.
+        reason: String,
+    },
     /// The placement cannot run.
     #[error(transparent)]
     Placement(#[from] PlacementError),

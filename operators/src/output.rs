@@ -5,6 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use pinwheel_engine::exchange::CheckpointBarrier;
 use pinwheel_engine::time::Timestamp;
 
 /// One element of a stream: a record with its optional timestamp, a watermark, or the news that the
@@ -22,6 +23,11 @@ pub enum StreamElement<T> {
     Watermark(Timestamp),
     /// Every input of the producing operator is idle; the next record or watermark ends it.
     Idle,
+    /// A checkpoint barrier: what came before it belongs to checkpoint `barrier.id`, what follows
+    /// to the next one. Sources emit barriers when a checkpoint is triggered; every stage passes
+    /// them on in order; sinks that write outside the job act on them (see
+    /// [`Sink::on_barrier`](crate::pipeline::Sink::on_barrier)).
+    Barrier(CheckpointBarrier),
 }
 
 impl<T> StreamElement<T> {
@@ -59,6 +65,7 @@ impl<T> StreamElement<T> {
             }
             StreamElement::Watermark(w) => StreamElement::Watermark(w),
             StreamElement::Idle => StreamElement::Idle,
+            StreamElement::Barrier(b) => StreamElement::Barrier(b),
         }
     }
 }
@@ -148,6 +155,7 @@ struct SideBuffer {
     elements: Box<dyn Any>,
     push_watermark: fn(&mut dyn Any, Timestamp),
     push_idle: fn(&mut dyn Any),
+    push_barrier: fn(&mut dyn Any, CheckpointBarrier),
     discard: fn(&mut dyn Any) -> u64,
 }
 
@@ -171,6 +179,12 @@ fn push_watermark<T: 'static>(buf: &mut dyn Any, w: Timestamp) {
 fn push_idle<T: 'static>(buf: &mut dyn Any) {
     if let Some(v) = buf.downcast_mut::<Vec<StreamElement<T>>>() {
         v.push(StreamElement::Idle);
+    }
+}
+
+fn push_barrier<T: 'static>(buf: &mut dyn Any, b: CheckpointBarrier) {
+    if let Some(v) = buf.downcast_mut::<Vec<StreamElement<T>>>() {
+        v.push(StreamElement::Barrier(b));
     }
 }
 
@@ -204,6 +218,7 @@ impl SideOutputs {
                     elements: Box::new(Vec::<StreamElement<T>>::new()),
                     push_watermark: push_watermark::<T>,
                     push_idle: push_idle::<T>,
+                    push_barrier: push_barrier::<T>,
                     discard: discard::<T>,
                 });
                 self.buffers.len() - 1
@@ -240,6 +255,13 @@ impl SideOutputs {
     pub fn push_idle(&mut self) {
         for b in &mut self.buffers {
             (b.push_idle)(b.elements.as_mut());
+        }
+    }
+
+    /// Forwards a checkpoint barrier to every side output.
+    pub fn push_barrier(&mut self, b: CheckpointBarrier) {
+        for buf in &mut self.buffers {
+            (buf.push_barrier)(buf.elements.as_mut(), b);
         }
     }
 

@@ -93,6 +93,7 @@ fn show<T: Display>(out: Vec<StreamElement<T>>) -> Vec<String> {
             StreamElement::Record { value, timestamp } => format!("{value}@{}", opt_ts(timestamp)),
             StreamElement::Watermark(w) => format!("WM({})", t(w)),
             StreamElement::Idle => "IDLE".to_string(),
+            StreamElement::Barrier(b) => format!("BARRIER({})", b.id),
         })
         .collect()
 }
@@ -2051,6 +2052,7 @@ fn readme_periodic_watermarks_every_256_records_or_with_emit_interval() {
                 StreamElement::Record { .. } => records += 1,
                 StreamElement::Watermark(w) => marks.push((records, t(w))),
                 StreamElement::Idle => marks.push((records, "IDLE".to_string())),
+                StreamElement::Barrier(b) => marks.push((records, format!("BARRIER({})", b.id))),
             }
         }
         assert_eq!(records, 300);

@@ -55,6 +55,7 @@ fn render(out: Vec<StreamElement<String>>) -> Vec<String> {
             }
             StreamElement::Watermark(w) => format!("WM({})", ts(w)),
             StreamElement::Idle => "IDLE".to_string(),
+            StreamElement::Barrier(b) => format!("BARRIER({})", b.id),
         })
         .collect()
 }

@@ -27,6 +27,10 @@
 //!   `withWatermarkAlignment`): otherwise one partition can run minutes of event time ahead of
 //!   another, and the combined watermark, the minimum, lags far behind the records it releases.
 //!   The shard holding the slowest partition never pauses, so event time always progresses.
+//!   The gate stays open while a barrier aligns (another shard holds its own input until this
+//!   one's barrier, which may sit behind the held records, arrives: holding both would deadlock)
+//!   and after the final watermark (only the end follows it, and other shards' alignments wait
+//!   for that end).
 //! * **Barrier alignment.** A checkpoint barrier that arrives on a channel holds that channel (its
 //!   later messages wait in a per-channel queue; for the local input, the gate closes with
 //!   [`Gate::Aligning`]) until the barrier has arrived on every channel that is still open; then
@@ -262,9 +266,11 @@ impl<K, V> Router<K, V> {
         if self.blocked() && !self.flush() && self.blocked() {
             return Gate::Backpressure;
         }
-        if self
-            .max_drift
-            .is_some_and(|drift| self.local_watermark > self.valve.current().saturating_add(drift))
+        if self.max_drift.is_some_and(|drift| {
+            self.local_watermark > self.valve.current().saturating_add(drift)
+                // Nothing but the end follows the final watermark.
+                && self.local_watermark < MAX_WATERMARK
+        }) && self.barriers.aligning.is_none()
         {
             return Gate::Ahead;
         }

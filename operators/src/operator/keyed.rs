@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pinwheel_engine::exchange::Message;
 use pinwheel_engine::keyed::{
@@ -23,6 +24,7 @@ use crate::context::{Context, OnTimerContext, OpenContext, ShardInfo};
 use crate::error::{FnError, Phase, PipelineError};
 use crate::function::KeyedProcessFunction;
 use crate::output::{Collector, SideOutputs, StreamElement};
+use crate::pipeline::checkpoint::Coordinator;
 use crate::semantics::{EndOfInputTimers, Origin, Semantics};
 
 /// How many timers a firing loop fires before it hands its outputs on (a burst of ten million
@@ -43,6 +45,8 @@ pub(crate) struct KeyedOperator<F: KeyedProcessFunction> {
     /// The input has ended: the end completes once the final advance has fired its timers.
     ending: bool,
     finished: bool,
+    /// Where snapshots go at checkpoint barriers, and the operator's id in checkpoints.
+    checkpoints: Option<(Arc<Coordinator>, Arc<str>)>,
 }
 
 impl<F: KeyedProcessFunction> std::fmt::Debug for KeyedOperator<F> {
@@ -82,6 +86,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
             names,
             ending: false,
             finished: false,
+            checkpoints: None,
         })
     }
 
@@ -95,7 +100,16 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<(), PipelineError> {
         debug_assert!(!self.backend.is_advancing(), "input during an advance");
-        let KeyedOperator { backend, function, side, semantics, names, ending, finished } = self;
+        let KeyedOperator {
+            backend,
+            function,
+            side,
+            semantics,
+            names,
+            ending,
+            finished,
+            checkpoints,
+        } = self;
         names.site.enter(Phase::ProcessElement);
         // Whether it stopped early shows in `is_advancing` and `is_finished`.
         let _stopped = backend.drive(
@@ -175,9 +189,24 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
                         *finished = true;
                         return Ok(ControlFlow::Break(()));
                     }
-                    // The router has aligned the barrier; no operator state is snapshotted yet, so
-                    // there is nothing to do at the barrier itself.
-                    Message::Barrier(_) => {}
+                    // The router has aligned the barrier: everything before it on every channel
+                    // is in the state, nothing after it. No advance is in progress here (an
+                    // advance stops the input until it completes).
+                    Message::Barrier(b) => {
+                        if let Some((coordinator, id)) = checkpoints {
+                            let started = Instant::now();
+                            let snapshot = backend.snapshot().map_err(|e| names.snapshot(e))?;
+                            coordinator.keyed_snapshot(
+                                b.id,
+                                names.shard,
+                                id,
+                                &snapshot,
+                                started,
+                            )?;
+                        }
+                        out.push(StreamElement::Barrier(b));
+                        side.push_barrier(b);
+                    }
                     // `Message` is non-exhaustive in the engine; there is nothing else to receive.
                     _ => {}
                 }
@@ -201,7 +230,8 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
         budget: usize,
         out: &mut Vec<StreamElement<F::Out>>,
     ) -> Result<bool, PipelineError> {
-        let KeyedOperator { backend, function, side, semantics, names, ending, finished } = self;
+        let KeyedOperator { backend, function, side, semantics, names, ending, finished, .. } =
+            self;
         if !advance(backend, function, side, semantics, names, out, budget)? {
             return Ok(false);
         }
@@ -245,6 +275,11 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     /// A snapshot of the operator's keyed state and timers, by key group (between inputs).
     pub(crate) fn snapshot(&self) -> Result<BackendSnapshot, PipelineError> {
         self.backend.snapshot().map_err(|e| self.names.snapshot(e))
+    }
+
+    /// Sends this operator's snapshots to `coordinator` at every checkpoint barrier, under `id`.
+    pub(crate) fn checkpoint_to(&mut self, coordinator: Arc<Coordinator>, id: Arc<str>) {
+        self.checkpoints = Some((coordinator, id));
     }
 
     /// Restores the key groups `owns` selects from `snapshots` into this operator, which has

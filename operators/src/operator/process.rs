@@ -77,6 +77,11 @@ impl<F: ProcessFunction> ProcessOperator<F> {
                     self.process_watermark(w, out);
                 }
                 StreamElement::Idle => self.process_idle(out),
+                // A non-keyed process function has no checkpointed state: the barrier passes.
+                StreamElement::Barrier(b) => {
+                    out.push(StreamElement::Barrier(b));
+                    self.side.push_barrier(b);
+                }
             }
         }
         if done {

@@ -12,6 +12,7 @@ use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 use pinwheel_engine::time::Timestamp;
 
+use super::checkpoint::Coordinator;
 use crate::context::ShardInfo;
 use crate::semantics::Semantics;
 
@@ -29,8 +30,14 @@ pub struct BuildContext {
     /// This shard's shared stages (process stages read by several branches).
     pub(crate) shared: SharedStages,
     /// Exchanges built so far on this shard: an exchange compares it before and after building
-    /// its upstream to learn whether another exchange lies upstream of it.
+    /// its upstream to learn whether another exchange lies upstream of it; a keyed operator's
+    /// count is its place in the job, which identifies its state in checkpoints.
     pub(crate) exchanges_built: Cell<u64>,
+    /// Sources built so far on this shard: a source's count identifies its positions in
+    /// checkpoints.
+    pub(crate) sources_built: Cell<u64>,
+    /// The run's checkpoints, if they are on.
+    pub(crate) checkpoints: Option<Arc<Coordinator>>,
 }
 
 impl BuildContext {

@@ -8,8 +8,9 @@ use pinwheel_engine::shard::IdlePolicy;
 use pinwheel_engine::time::{Clock, SystemClock};
 
 use super::DataStream;
+use super::checkpoint::Checkpointing;
 use super::push::{PushHandle, PushSource, push_source};
-use super::source::{ElementSource, IterSource};
+use super::source::{ElementSource, IterSource, Source};
 use super::stage::StagePlan;
 use crate::error::{ConfigError, PipelineError};
 use crate::output::StreamElement;
@@ -30,6 +31,7 @@ pub(crate) struct Env {
     pub(crate) max_watermark_drift: Option<i64>,
     pub(crate) idle: IdlePolicy,
     pub(crate) max_keys_per_shard: usize,
+    pub(crate) checkpointing: Option<Checkpointing>,
 }
 
 impl Env {
@@ -44,6 +46,7 @@ impl Env {
             max_watermark_drift: Some(DEFAULT_MAX_WATERMARK_DRIFT),
             idle: IdlePolicy::default(),
             max_keys_per_shard: usize::MAX,
+            checkpointing: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl Env {
             && self.max_watermark_drift == other.max_watermark_drift
             && self.idle == other.idle
             && self.max_keys_per_shard == other.max_keys_per_shard
+            && self.checkpointing == other.checkpointing
             && Arc::ptr_eq(&self.clock, &other.clock)
     }
 }
@@ -154,6 +158,17 @@ impl Pipeline {
         self
     }
 
+    /// Checkpoints (default: off): aligned barriers from the sources, a snapshot of every keyed
+    /// operator's keys, state and timers at the barrier, one file per shard and a manifest in
+    /// the directory, and a run that starts from the newest complete checkpoint there. Every
+    /// source must be able to resume (iterators and element sequences can: the program gives
+    /// them the same sequence again; push sources cannot). See
+    /// [`Checkpointing`] and docs/reliability.md.
+    pub fn checkpointing(mut self, checkpointing: Checkpointing) -> Self {
+        self.env.checkpointing = Some(checkpointing);
+        self
+    }
+
     /// Semantic settings for every operator.
     pub fn semantics(mut self, semantics: Semantics) -> Self {
         self.env.semantics = semantics;
@@ -176,7 +191,7 @@ impl Pipeline {
     }
 
     /// A stream of the given values, without timestamps; ends with the final watermark.
-    pub fn from_iter<I>(&self, items: I) -> DataStream<IterSource<I::IntoIter>>
+    pub fn from_iter<I>(&self, items: I) -> DataStream<Source<IterSource<I::IntoIter>>>
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
@@ -186,7 +201,7 @@ impl Pipeline {
 
     /// A stream of explicit elements: records with or without timestamps, watermarks, idle
     /// markers. The final watermark is added at the end.
-    pub fn from_elements<T, I>(&self, elements: I) -> DataStream<ElementSource<I::IntoIter>>
+    pub fn from_elements<T, I>(&self, elements: I) -> DataStream<Source<ElementSource<I::IntoIter>>>
     where
         I: IntoIterator<Item = StreamElement<T>>,
         I::IntoIter: Send + 'static,
@@ -195,9 +210,11 @@ impl Pipeline {
     }
 
     /// A stream from any source plan (a [`StagePlan`] whose stage is built on every shard: each
-    /// shard's stage reads that shard's partition).
-    pub fn from_source<P: StagePlan>(&self, plan: P) -> DataStream<P> {
-        DataStream { plan, env: self.env.clone() }
+    /// shard's stage reads that shard's partition). With [checkpoints](Self::checkpointing), the
+    /// source must implement [`Stage::position`](super::Stage::position) and
+    /// [`StagePlan::resume`].
+    pub fn from_source<P: StagePlan>(&self, plan: P) -> DataStream<Source<P>> {
+        DataStream { plan: Source::new(plan), env: self.env.clone() }
     }
 
     /// An unbounded source fed by the embedding program: returns the handle to push into and the
@@ -226,7 +243,7 @@ impl Pipeline {
     pub fn push_source<T: Send + 'static>(
         &self,
         capacity: usize,
-    ) -> (PushHandle<T>, DataStream<PushSource<T>>) {
+    ) -> (PushHandle<T>, DataStream<Source<PushSource<T>>>) {
         let (handle, source) = push_source(capacity);
         (handle, self.from_source(source))
     }

@@ -167,6 +167,10 @@ where
                     closed = self.router.gate() != Gate::Open;
                 }
                 StreamElement::Idle => self.router.local_idle(),
+                StreamElement::Barrier(b) => {
+                    self.router.local_barrier(b);
+                    closed = self.router.gate() != Gate::Open;
+                }
             }
             if closed {
                 break;

@@ -34,7 +34,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ use pinwheel_engine::shard::{Task, TaskStatus, Turn, panic_message};
 use super::DataStream;
 use super::build::BuildContext;
 use super::builder::{Env, Pipeline};
+use super::checkpoint::{CheckpointStats, Coordinator};
 use super::run::{self, RunControl};
 use super::sink::{ChannelSink, Disconnected, Sink, VecSink};
 use super::stage::{Stage, StagePlan, Status};
@@ -222,6 +223,8 @@ pub struct JobRun {
     sinks: Vec<Vec<Option<AnySink>>>,
     /// Where pinning degraded (cores missing), why.
     pub placement_note: Option<String>,
+    /// What the checkpoints did, if they were on.
+    pub checkpoints: Option<CheckpointStats>,
 }
 
 impl fmt::Debug for JobRun {
@@ -238,8 +241,9 @@ impl JobRun {
         job: u64,
         sinks: Vec<Vec<Option<AnySink>>>,
         placement_note: Option<String>,
+        checkpoints: Option<CheckpointStats>,
     ) -> Self {
-        JobRun { job, sinks, placement_note }
+        JobRun { job, sinks, placement_note, checkpoints }
     }
 
     /// The sinks of root `id`, in shard order. Each sink is handed out once: taking them again
@@ -380,7 +384,7 @@ where
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn RootTask>, PipelineError> {
         let sink = (self.sink_factory)(cx.shard());
         let stage = self.plan.build(cx)?;
-        Ok(Box::new(RootStage::new(stage, sink, cx.shard().index)))
+        Ok(Box::new(RootStage::new(stage, sink, cx)))
     }
 }
 
@@ -396,11 +400,22 @@ pub(crate) struct RootStage<St: Stage, S> {
     sink: S,
     batch: Vec<StreamElement<St::Item>>,
     shard: usize,
+    /// With checkpoints on: where the root acknowledges barriers, and the part of a batch
+    /// that follows a barrier.
+    checkpoints: Option<Arc<Coordinator>>,
+    rest: Vec<StreamElement<St::Item>>,
 }
 
 impl<St: Stage, S> RootStage<St, S> {
-    pub(crate) fn new(stage: St, sink: S, shard: usize) -> Self {
-        RootStage { stage, sink, batch: Vec::new(), shard }
+    pub(crate) fn new(stage: St, sink: S, cx: &BuildContext) -> Self {
+        RootStage {
+            stage,
+            sink,
+            batch: Vec::new(),
+            shard: cx.shard().index,
+            checkpoints: cx.checkpoints.clone(),
+            rest: Vec::new(),
+        }
     }
 
     /// The sink, once the root has run.
@@ -430,7 +445,11 @@ where
         let wrote = !self.batch.is_empty();
         if wrote {
             site::leave(Some(Phase::Sink));
-            if let Err(e) = self.sink.write_batch(&mut self.batch) {
+            let written = match &self.checkpoints {
+                None => self.sink.write_batch(&mut self.batch),
+                Some(_) => self.write_with_barriers(),
+            };
+            if let Err(e) = written {
                 return Err(self.sink_error(e));
             }
         }
@@ -440,11 +459,40 @@ where
                 if let Err(e) = self.sink.finish() {
                     return Err(self.sink_error(e));
                 }
+                if let Some(c) = &self.checkpoints {
+                    c.root_finished(self.shard);
+                }
                 TaskStatus::Done
             }
             Status::Idle if !wrote => TaskStatus::Idle,
             _ => TaskStatus::Busy,
         })
+    }
+}
+
+impl<St, S> RootStage<St, S>
+where
+    St: Stage,
+    S: Sink<St::Item>,
+{
+    /// Writes the batch into the sink, stopping at every barrier: what precedes it is written,
+    /// the sink acts on it ([`Sink::on_barrier`]), and the root acknowledges it.
+    fn write_with_barriers(&mut self) -> Result<(), SinkError> {
+        while let Some(at) = self.batch.iter().position(|e| matches!(e, StreamElement::Barrier(_)))
+        {
+            self.rest.extend(self.batch.drain(at + 1..));
+            let Some(StreamElement::Barrier(b)) = self.batch.pop() else {
+                unreachable!("the element at `at` is a barrier")
+            };
+            self.sink.write_batch(&mut self.batch)?;
+            self.sink.write(StreamElement::Barrier(b))?;
+            self.sink.on_barrier(b.id)?;
+            if let Some(c) = &self.checkpoints {
+                c.root_barrier(b.id, self.shard);
+            }
+            std::mem::swap(&mut self.batch, &mut self.rest);
+        }
+        self.sink.write_batch(&mut self.batch)
     }
 }
 

@@ -73,6 +73,7 @@
 
 mod build;
 mod builder;
+pub(crate) mod checkpoint;
 mod datastream;
 mod exchange;
 pub mod job;
@@ -89,6 +90,7 @@ mod watermark;
 
 pub use build::BuildContext;
 pub use builder::Pipeline;
+pub use checkpoint::{CheckpointStats, Checkpointing};
 pub use datastream::{DataStream, ShardedRun};
 pub use job::{Job, JobRun, RunningJob, SinkId};
 pub use keyed_stream::KeyedStream;
@@ -96,7 +98,7 @@ pub use pinwheel_engine::shard::{IdlePolicy, Turn};
 pub use push::{PushError, PushHandle, TryPushError};
 pub use side::BranchStats;
 pub use sink::{Disconnected, ElementSink, FnSink, Sink, VecSink};
-pub use source::{ElementSource, ElementsStage, IterSource, Untimed};
+pub use source::{ElementSource, ElementsStage, IterSource, Source, SourceStage, Untimed};
 pub use stage::{BATCH, Stage, StagePlan, Status};
 pub use watermark::{
     BoundedOutOfOrderness, IDLE_EMIT_INTERVAL_MS, RecordTimestamp, TimestampAssigner,

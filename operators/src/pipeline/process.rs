@@ -11,7 +11,7 @@ use super::build::BuildContext;
 use super::exchange::Exchange;
 use super::side::{SideCallbacks, SideOutputSource, SideTaps};
 use super::stage::{Stage, StagePlan, Status};
-use crate::error::PipelineError;
+use crate::error::{ConfigError, PipelineError};
 use crate::function::{KeyedProcessFunction, ProcessFunction};
 use crate::operator::{ADVANCE_CHUNK, KeyedOperator, ProcessOperator};
 use crate::output::{SideOutputs, StreamElement};
@@ -68,10 +68,13 @@ where
         // and holding a shard's input back there would stop it draining the rings of the
         // exchanges before it, which the other shards wait on: a deadlock.
         let after_source = cx.exchanges_built.get() == before;
-        cx.exchanges_built.set(cx.exchanges_built.get() + 1);
+        // Its place among the keyed operators the shard builds: with its name, its id in
+        // checkpoints.
+        let place = cx.exchanges_built.get();
+        cx.exchanges_built.set(place + 1);
         let input =
             Exchange::new(upstream, self.key_selector.clone(), self.exchange_id, after_source, cx)?;
-        let op = KeyedOperator::new(
+        let mut op = KeyedOperator::new(
             (self.factory)(),
             self.name.clone(),
             cx.shard,
@@ -79,6 +82,22 @@ where
             cx.start_time,
             cx.max_keys_per_shard,
         )?;
+        if let Some(c) = &cx.checkpoints {
+            let id: Arc<str> = format!("{place}/{}", self.name).into();
+            if let Some(snapshots) = c.restored_keyed(&id) {
+                let range = c
+                    .key_groups()
+                    .range_for_shard(cx.shard.index, cx.shard.count)
+                    .map_err(ConfigError::from)?;
+                op.restore(
+                    snapshots,
+                    c.key_groups(),
+                    |kg| range.contains(kg),
+                    c.watermark_on_restore(),
+                )?;
+            }
+            op.checkpoint_to(c.clone(), id);
+        }
         Ok(KeyedProcessStage { input, op, taps: self.side.build() })
     }
 }

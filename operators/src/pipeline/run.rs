@@ -14,6 +14,7 @@ use pinwheel_engine::time::Timestamp;
 
 use super::build::{BuildContext, SharedStages};
 use super::builder::Env;
+use super::checkpoint::{CheckpointStats, Coordinator};
 use super::job::{AnySink, JobPlan, JobRun, RootStage, RootTask};
 use super::sink::Sink;
 use super::stage::StagePlan;
@@ -59,10 +60,12 @@ impl RunControl {
     }
 }
 
-/// Every shard's finished sinks (root by root, in shard order), and the placement note.
+/// Every shard's finished sinks (root by root, in shard order), the placement note, and what
+/// the checkpoints did.
 pub(crate) struct RunResult {
     per_shard: Vec<Vec<AnySink>>,
     placement_note: Option<String>,
+    checkpoints: Option<CheckpointStats>,
 }
 
 impl RunResult {
@@ -75,7 +78,7 @@ impl RunResult {
                 sinks[root].push(Some(sink));
             }
         }
-        JobRun::new(job, sinks, self.placement_note)
+        JobRun::new(job, sinks, self.placement_note, self.checkpoints)
     }
 }
 
@@ -83,7 +86,7 @@ impl RunResult {
 #[cfg(test)]
 pub(crate) fn test_context(env: &Env, index: usize) -> Result<BuildContext, PipelineError> {
     let control = RunControl::new(env)?;
-    Ok(Shared::new(env, &control).context(ShardInfo { index, count: control.shards() }))
+    Ok(Shared::new(env, &control, 1)?.context(ShardInfo { index, count: control.shards() }))
 }
 
 /// Everything the shards of one run share.
@@ -92,15 +95,42 @@ struct Shared<'a> {
     control: &'a RunControl,
     exchanges: Arc<Exchanges>,
     start_time: Timestamp,
+    checkpoints: Option<Arc<Coordinator>>,
 }
 
 impl<'a> Shared<'a> {
-    fn new(env: &'a Env, control: &'a RunControl) -> Self {
-        Shared {
+    /// The shared structures of a run of `roots` roots; with checkpoints on, the newest complete
+    /// checkpoint is read (and validated) here, before any shard builds.
+    fn new(env: &'a Env, control: &'a RunControl, roots: usize) -> Result<Self, PipelineError> {
+        let checkpoints = match &env.checkpointing {
+            Some(settings) => Some(
+                Coordinator::open(settings, control.key_groups, roots, control.wakers.clone())?.0,
+            ),
+            None => None,
+        };
+        Ok(Shared {
             env,
             control,
             exchanges: Arc::new(Exchanges::new(env.exchange, control.wakers.clone())),
             start_time: env.clock.now(),
+            checkpoints,
+        })
+    }
+
+    /// Runs `f` with the checkpoint thread running, if checkpoints are on; returns `f`'s result
+    /// and the checkpoints' figures (an error of the checkpoints wins over a stop it caused).
+    fn with_checkpoints<R>(
+        &self,
+        f: impl FnOnce() -> Result<R, PipelineError>,
+    ) -> Result<(R, Option<CheckpointStats>), PipelineError> {
+        let Some(c) = &self.checkpoints else { return f().map(|r| (r, None)) };
+        let thread = c.start()?;
+        let result = f();
+        let stats = c.finish(thread);
+        match (result, stats) {
+            (Ok(r), Ok(stats)) => Ok((r, Some(stats))),
+            (Err(PipelineError::Stopped), Err(e)) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -116,6 +146,8 @@ impl<'a> Shared<'a> {
             exchanges: self.exchanges.clone(),
             shared: SharedStages::default(),
             exchanges_built: Cell::new(0),
+            sources_built: Cell::new(0),
+            checkpoints: self.checkpoints.clone(),
         }
     }
 
@@ -163,11 +195,21 @@ impl<'a> Shared<'a> {
         })
     }
 
+    /// After `shard` has built: every operator state of the restored checkpoint has found its
+    /// operator (every shard builds the same operators, so shard 0 checks for all).
+    fn check_restored(&self, shard: ShardInfo) -> Result<(), PipelineError> {
+        match &self.checkpoints {
+            Some(c) if shard.index == 0 => c.check_claimed(),
+            _ => Ok(()),
+        }
+    }
+
     /// Builds every root of the job on `shard` and drives them to their end.
     fn run_shard(&self, plan: &JobPlan, shard: ShardInfo) -> Result<Vec<AnySink>, PipelineError> {
         let cx = self.context(shard);
         let mut tasks = plan.roots.iter().map(|r| r.build(&cx)).collect::<Result<Vec<_>, _>>()?;
         drop(cx);
+        self.check_restored(shard)?;
         self.drive(shard, &mut tasks)?;
         Ok(tasks.into_iter().map(RootTask::into_sink).collect())
     }
@@ -176,19 +218,37 @@ impl<'a> Shared<'a> {
 /// Runs `per_shard` on every shard of `env`, each on a thread of its own, and returns each
 /// shard's result in shard order. The first error stops every shard and is returned (an error
 /// other than [`PipelineError::Stopped`] wins, so the cause is reported rather than its echo).
+#[allow(clippy::type_complexity)]
 fn run_threads<R, F>(
     env: &Env,
     control: &RunControl,
+    roots: usize,
     per_shard: F,
+) -> Result<(Vec<R>, Option<String>, Option<CheckpointStats>), PipelineError>
+where
+    R: Send,
+    F: Fn(&Shared<'_>, ShardInfo) -> Result<R, PipelineError> + Sync,
+{
+    let shared = Shared::new(env, control, roots)?;
+    let ((results, note), checkpoints) =
+        shared.with_checkpoints(|| collect_shards(&shared, env, control, &per_shard))?;
+    Ok((results, note, checkpoints))
+}
+
+/// Runs `per_shard` on every shard's thread; see [`run_threads`].
+fn collect_shards<R, F>(
+    shared: &Shared<'_>,
+    env: &Env,
+    control: &RunControl,
+    per_shard: &F,
 ) -> Result<(Vec<R>, Option<String>), PipelineError>
 where
     R: Send,
     F: Fn(&Shared<'_>, ShardInfo) -> Result<R, PipelineError> + Sync,
 {
-    let shared = Shared::new(env, control);
     let run = run_shards(&env.placement, "pinwheel", |scx| {
         let shard = ShardInfo { index: scx.index, count: scx.count };
-        shared.guarded(shard, || per_shard(&shared, shard))
+        shared.guarded(shard, || per_shard(shared, shard))
     })
     .map_err(from_shard_error)?;
     let mut results = Vec::with_capacity(control.shards());
@@ -235,9 +295,9 @@ pub(crate) fn run_job(
     env: &Env,
     control: &RunControl,
 ) -> Result<RunResult, PipelineError> {
-    let (per_shard, placement_note) =
-        run_threads(env, control, |shared, shard| shared.run_shard(plan, shard))?;
-    Ok(RunResult { per_shard, placement_note })
+    let (per_shard, placement_note, checkpoints) =
+        run_threads(env, control, plan.roots.len(), |shared, shard| shared.run_shard(plan, shard))?;
+    Ok(RunResult { per_shard, placement_note, checkpoints })
 }
 
 /// Runs the one stream of `plan` on every shard of `env`, each shard on a thread of its own,
@@ -254,13 +314,17 @@ where
     S: Sink<P::Item> + Send,
     SF: Fn(ShardInfo) -> S + Sync,
 {
-    run_threads(env, control, |shared, shard| {
-        let stage = plan.build(&shared.context(shard))?;
-        let mut task = [RootStage::new(stage, sink_factory(shard), shard.index)];
+    let (sinks, note, _) = run_threads(env, control, 1, |shared, shard| {
+        let cx = shared.context(shard);
+        let stage = plan.build(&cx)?;
+        let mut task = [RootStage::new(stage, sink_factory(shard), &cx)];
+        drop(cx);
+        shared.check_restored(shard)?;
         shared.drive(shard, &mut task)?;
         let [task] = task;
         Ok(task.into_parts())
-    })
+    })?;
+    Ok((sinks, note))
 }
 
 /// Runs a one-shard pipeline of `plan` into `sink` on the calling thread (the sink need not be
@@ -276,10 +340,18 @@ where
     S: Sink<P::Item>,
 {
     debug_assert_eq!(control.shards(), 1, "run_here needs one shard");
-    let shared = Shared::new(env, control);
+    let shared = Shared::new(env, control, 1)?;
     let shard = ShardInfo { index: 0, count: 1 };
-    shared.guarded(shard, || {
-        let stage = plan.build(&shared.context(shard))?;
-        shared.drive(shard, &mut [RootStage::new(stage, sink, shard.index)])
-    })
+    shared
+        .with_checkpoints(|| {
+            shared.guarded(shard, || {
+                let cx = shared.context(shard);
+                let stage = plan.build(&cx)?;
+                let mut task = [RootStage::new(stage, sink, &cx)];
+                drop(cx);
+                shared.check_restored(shard)?;
+                shared.drive(shard, &mut task)
+            })
+        })
+        .map(|((), _)| ())
 }

@@ -24,6 +24,15 @@ pub trait Sink<T> {
         Ok(())
     }
 
+    /// Called at every checkpoint barrier, after the elements before it (and the barrier
+    /// itself) have been written: a sink that writes outside the job prepares what it has
+    /// written since the previous barrier to become visible once checkpoint `checkpoint`
+    /// completes. The default does nothing.
+    fn on_barrier(&mut self, checkpoint: u64) -> Result<(), SinkError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
     /// Called once after the last element.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -39,6 +48,10 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for &mut S {
     #[inline]
     fn write_batch(&mut self, batch: &mut Vec<StreamElement<T>>) -> Result<(), SinkError> {
         (**self).write_batch(batch)
+    }
+
+    fn on_barrier(&mut self, checkpoint: u64) -> Result<(), SinkError> {
+        (**self).on_barrier(checkpoint)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -51,6 +51,14 @@ pub trait Stage {
         cx: &mut Turn,
         out: &mut Vec<StreamElement<Self::Item>>,
     ) -> Result<Status, PipelineError>;
+
+    /// For a source: its position after the elements it has emitted so far, which every
+    /// checkpoint records at its barrier so that a restored run resumes right after them (see
+    /// [`StagePlan::resume`]); the bytes are the source's own. `None` (the default): the stage
+    /// cannot resume, and a pipeline with checkpoints refuses it as a source.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The description of a stage, from which each shard builds its running [`Stage`].
@@ -62,4 +70,18 @@ pub trait StagePlan: Send + Sync + 'static {
 
     /// Builds the stage for `cx.shard()`.
     fn build(&self, cx: &BuildContext) -> Result<Self::Stage, PipelineError>;
+
+    /// For a source: builds the stage of `cx.shard()` resuming from a checkpoint. `positions`
+    /// holds the [`position`](Stage::position) every partition of the checkpointed run had
+    /// reached, in the order of that run's shards, which may have been more or fewer than now:
+    /// the stage emits what no old partition had emitted yet of what is now its own. The
+    /// default refuses ([`ConfigError::NotResumable`](crate::ConfigError::NotResumable)).
+    fn resume(
+        &self,
+        cx: &BuildContext,
+        positions: &[Vec<u8>],
+    ) -> Result<Self::Stage, PipelineError> {
+        let _ = positions;
+        Err(crate::error::ConfigError::NotResumable { shard: cx.shard().index }.into())
+    }
 }

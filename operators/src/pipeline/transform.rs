@@ -175,6 +175,7 @@ where
                 ),
                 StreamElement::Watermark(w) => out.push(StreamElement::Watermark(w)),
                 StreamElement::Idle => out.push(StreamElement::Idle),
+                StreamElement::Barrier(b) => out.push(StreamElement::Barrier(b)),
             }
         }
         Ok(status)

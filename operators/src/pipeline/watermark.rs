@@ -400,6 +400,8 @@ where
                 }
                 // Other upstream watermarks are ignored (A2.8), and upstream idleness swallowed.
                 StreamElement::Watermark(_) | StreamElement::Idle => drop_markers = true,
+                // Barriers pass in place.
+                StreamElement::Barrier(_) => {}
             }
         }
         if drop_markers {
@@ -412,7 +414,9 @@ where
                     inserts[next_insert].0 = kept;
                     next_insert += 1;
                 }
-                let keep = matches!(out[i], StreamElement::Record { .. }) || final_at == Some(i);
+                let keep =
+                    matches!(out[i], StreamElement::Record { .. } | StreamElement::Barrier(_))
+                        || final_at == Some(i);
                 if keep {
                     out.swap(kept, i);
                     kept += 1;

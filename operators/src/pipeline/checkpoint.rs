@@ -1,0 +1,576 @@
+//! Checkpoints of a running pipeline: aligned barriers, snapshots at the barrier, files written
+//! in the background, restore at start (docs/reliability.md §1, docs/architecture.md
+//! "Checkpoints").
+//!
+//! ```text
+//!  checkpoint thread ── every interval: requested = n, wake the shards
+//!        │                                      ▲
+//!  source partition ── sees n > last: records its position, emits Barrier(n) in order
+//!        │                                      │
+//!  key_by exchange ── aligns Barrier(n) over every channel (the router holds early channels)
+//!        │                                      │
+//!  keyed operator ── snapshots its keys, state and timers by key group, forwards Barrier(n)
+//!        │                                      │
+//!  root (sink) ── Sink::on_barrier(n), acknowledges: the last acknowledgement of n hands the
+//!                 shards' parts to the checkpoint thread, which writes one file per shard,
+//!                 then the manifest (n is complete), then removes all but the newest R
+//! ```
+//!
+//! **Restore.** At start, the newest complete checkpoint of the directory (validated whole
+//! before anything is used) gives every keyed operator the key groups of its shard from every old
+//! shard's file, so a checkpoint taken on N shards restores on M, and gives every source the
+//! positions its partitions had reached ([`StagePlan::resume`](super::StagePlan::resume)).
+//! Operators are matched by their place in the job (the how-manieth `key_by` of the shard's
+//! build) and their name; state in the checkpoint that no operator of the job claims is an
+//! error, not silently dropped (Flink's `allowNonRestoredState` is off by default too).
+//!
+//! **What a barrier costs a shard.** One atomic load per source pull while no checkpoint is
+//! pending; at a barrier, the keyed operators' snapshots (a copy of the live keys' state,
+//! encoded), measured as the stall in [`CheckpointStats`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use pinwheel_engine::checkpoint::{
+    CheckpointDir, CheckpointError, CheckpointKind, Decoder, Encoder, KEYED_SECTION, Manifest,
+    ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section, keyed_snapshots,
+    shard_file_name, write_manifest, write_shard_file,
+};
+use pinwheel_engine::keyed::{BackendSnapshot, WatermarkOnRestore};
+use pinwheel_engine::keygroup::KeyGroups;
+use pinwheel_engine::shard::ShardWaker;
+
+use crate::error::{ConfigError, PipelineError};
+
+/// The section kind of a source partition's position in a shard file.
+const SOURCE_SECTION: u8 = 2;
+
+/// The checkpoints of a pipeline: where, how often, how many to keep, how to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Checkpointing {
+    /// The checkpoint directory (created `0700` if missing).
+    pub dir: PathBuf,
+    /// Time between the completion of one checkpoint and the trigger of the next (default 1 s).
+    pub interval: Duration,
+    /// Complete checkpoints kept (default 2, at least 1).
+    pub retention: usize,
+    /// What a restore does when the newest checkpoint does not validate (default: fail).
+    pub restore_policy: RestorePolicy,
+    /// Where the watermark restarts (default: the minimum, as Flink).
+    pub watermark_on_restore: WatermarkOnRestore,
+}
+
+impl Checkpointing {
+    /// Checkpoints in `dir`, every second, the newest 2 kept; a run resumes from the newest
+    /// complete one there.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Checkpointing {
+            dir: dir.into(),
+            interval: Duration::from_secs(1),
+            retention: 2,
+            restore_policy: RestorePolicy::Strict,
+            watermark_on_restore: WatermarkOnRestore::Minimum,
+        }
+    }
+
+    /// The time between one checkpoint's completion and the next one's trigger.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How many complete checkpoints to keep (at least 1).
+    pub fn retention(mut self, keep: usize) -> Self {
+        self.retention = keep.max(1);
+        self
+    }
+
+    /// What a restore does when the newest checkpoint does not validate.
+    pub fn restore_policy(mut self, policy: RestorePolicy) -> Self {
+        self.restore_policy = policy;
+        self
+    }
+
+    /// Where the watermark restarts after a restore.
+    pub fn watermark_on_restore(mut self, watermark: WatermarkOnRestore) -> Self {
+        self.watermark_on_restore = watermark;
+        self
+    }
+}
+
+/// What the checkpoints of a finished run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointStats {
+    /// The checkpoint the run resumed from, if any.
+    pub restored_from: Option<u64>,
+    /// How long reading and validating it took (restoring into the operators happens as each
+    /// shard builds).
+    pub restore_read: Duration,
+    /// Checkpoints completed (manifest written).
+    pub completed: u64,
+    /// The newest complete checkpoint's id.
+    pub last_completed: Option<u64>,
+    /// The bytes of the shard files of the newest complete checkpoint.
+    pub last_bytes: u64,
+    /// Bytes written, over every checkpoint.
+    pub bytes_written: u64,
+    /// Time spent writing files (shard files, manifests, syncs).
+    pub write_time: Duration,
+    /// Every shard's stall at every barrier: how long its keyed operators' snapshots took, in
+    /// microseconds.
+    pub stalls_us: Vec<u64>,
+}
+
+/// What a restored checkpoint gives the operators and sources that build from it.
+#[derive(Debug, Default)]
+struct Restored {
+    checkpoint: u64,
+    /// Keyed snapshots by operator id, one per old shard.
+    keyed: HashMap<String, Vec<BackendSnapshot>>,
+    /// Source positions by source ordinal, indexed by old shard.
+    sources: HashMap<u64, Vec<Vec<u8>>>,
+    /// The operator ids claimed by an operator of this run.
+    claimed: Mutex<Vec<String>>,
+}
+
+/// One shard's part of a pending checkpoint.
+#[derive(Debug, Default)]
+struct ShardPart {
+    sections: Vec<(u8, Vec<u8>)>,
+    acks: usize,
+}
+
+/// A checkpoint whose barriers are on their way.
+#[derive(Debug)]
+struct Pending {
+    shards: Vec<ShardPart>,
+}
+
+#[derive(Debug)]
+struct Progress {
+    pending: BTreeMap<u64, Pending>,
+    /// Roots on each shard that have finished (they count as acknowledged from then on).
+    finished_roots: Vec<usize>,
+    /// The final position of every ended source partition: `(shard, ordinal) -> position`.
+    ended_sources: BTreeMap<(usize, u64), Vec<u8>>,
+    /// The newest checkpoint handed to the checkpoint thread: barriers of it or an older one
+    /// (abandoned) add nothing.
+    handed_out: u64,
+    stats: CheckpointStats,
+    error: Option<CheckpointError>,
+}
+
+/// A checkpoint all of whose parts have arrived, for the checkpoint thread to write.
+struct Complete {
+    id: u64,
+    shards: Vec<ShardPart>,
+}
+
+/// The checkpoints of one run, shared by its shards and its checkpoint thread.
+pub(crate) struct Coordinator {
+    settings: Checkpointing,
+    dir: CheckpointDir,
+    key_groups: KeyGroups,
+    shards: usize,
+    roots: usize,
+    /// The newest checkpoint triggered; sources compare it with the last barrier they sent.
+    requested: AtomicU64,
+    progress: Mutex<Progress>,
+    /// Complete checkpoints for the checkpoint thread; `None` stops it.
+    complete_tx: Sender<Option<Complete>>,
+    complete_rx: Receiver<Option<Complete>>,
+    restored: Option<Restored>,
+    /// The id the first checkpoint of this run gets, minus one.
+    base: u64,
+    wakers: Arc<[ShardWaker]>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("dir", &self.settings.dir)
+            .field("requested", &self.requested.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Opens the directory and reads the newest complete checkpoint, if any, for a run of
+    /// `roots` roots on `wakers.len()` shards.
+    pub(crate) fn open(
+        settings: &Checkpointing,
+        key_groups: KeyGroups,
+        roots: usize,
+        wakers: Arc<[ShardWaker]>,
+    ) -> Result<(Arc<Coordinator>, Duration), PipelineError> {
+        let started = Instant::now();
+        let dir = CheckpointDir::open_or_create(&settings.dir)?;
+        dir.remove_leftover_tmp()?;
+        let restored = match dir.newest_complete(settings.restore_policy)? {
+            None => None,
+            Some(r) => {
+                let m = &r.manifest;
+                if m.max_key_groups != key_groups.max_key_groups() {
+                    return Err(ConfigError::CheckpointMismatch {
+                        checkpoint: m.checkpoint,
+                        reason: format!(
+                            "it was taken with {} key groups, this pipeline has {}",
+                            m.max_key_groups,
+                            key_groups.max_key_groups()
+                        ),
+                    }
+                    .into());
+                }
+                let mut restored = Restored { checkpoint: m.checkpoint, ..Restored::default() };
+                let old_shards = m.shard_count as usize;
+                for (shard, file) in r.files.iter().enumerate() {
+                    let path = dir.path().join(shard_file_name(m.checkpoint, shard as u32));
+                    for (operator, snapshot) in keyed_snapshots(&path, file)? {
+                        restored.keyed.entry(operator).or_default().push(snapshot);
+                    }
+                    for (kind, bytes) in &file.sections {
+                        if *kind != SOURCE_SECTION {
+                            continue;
+                        }
+                        let (ordinal, position) =
+                            decode_position(bytes).map_err(|e| e.in_file(&path, 0))?;
+                        let slots = restored
+                            .sources
+                            .entry(ordinal)
+                            .or_insert_with(|| vec![Vec::new(); old_shards]);
+                        slots[shard] = position;
+                    }
+                }
+                Some(restored)
+            }
+        };
+        let base = restored.as_ref().map_or(0, |r| r.checkpoint);
+        let shards = wakers.len();
+        let (complete_tx, complete_rx) = crossbeam_channel::unbounded();
+        let coordinator = Coordinator {
+            settings: settings.clone(),
+            dir,
+            key_groups,
+            shards,
+            roots,
+            requested: AtomicU64::new(base),
+            progress: Mutex::new(Progress {
+                pending: BTreeMap::new(),
+                finished_roots: vec![0; shards],
+                ended_sources: BTreeMap::new(),
+                handed_out: base,
+                stats: CheckpointStats {
+                    restored_from: restored.as_ref().map(|r| r.checkpoint),
+                    ..CheckpointStats::default()
+                },
+                error: None,
+            }),
+            complete_tx,
+            complete_rx,
+            restored,
+            base,
+            wakers,
+        };
+        Ok((Arc::new(coordinator), started.elapsed()))
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest checkpoint triggered (sources emit its barrier once they see it).
+    #[inline]
+    pub(crate) fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// The id of the last checkpoint before this run (the one it resumed from, or 0).
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Where the watermark restarts after a restore.
+    pub(crate) fn watermark_on_restore(&self) -> WatermarkOnRestore {
+        self.settings.watermark_on_restore
+    }
+
+    /// The restored snapshots of operator `id`, one per old shard, if the checkpoint has any;
+    /// marks them claimed.
+    pub(crate) fn restored_keyed(&self, id: &str) -> Option<&[BackendSnapshot]> {
+        let restored = self.restored.as_ref()?;
+        let snapshots = restored.keyed.get(id)?;
+        let mut claimed = restored.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !claimed.iter().any(|c| c == id) {
+            claimed.push(id.to_string());
+        }
+        Some(snapshots)
+    }
+
+    /// The restored positions of source `ordinal`, one per old shard, if any.
+    pub(crate) fn restored_source(&self, ordinal: u64) -> Option<&[Vec<u8>]> {
+        self.restored.as_ref()?.sources.get(&ordinal).map(Vec::as_slice)
+    }
+
+    /// The key-group assignment of the run.
+    pub(crate) fn key_groups(&self) -> &KeyGroups {
+        &self.key_groups
+    }
+
+    /// After every shard has built: state in the checkpoint that no operator claimed is an error.
+    pub(crate) fn check_claimed(&self) -> Result<(), PipelineError> {
+        let Some(restored) = &self.restored else { return Ok(()) };
+        let claimed = restored.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut unclaimed: Vec<&String> =
+            restored.keyed.keys().filter(|k| !claimed.contains(k)).collect();
+        unclaimed.sort();
+        match unclaimed.first() {
+            None => Ok(()),
+            Some(op) => Err(ConfigError::CheckpointMismatch {
+                checkpoint: restored.checkpoint,
+                reason: format!(
+                    "it holds state of operator `{op}`, which this job does not have (operators \
+                     are matched by their place among the job's keyed operators and their name)"
+                ),
+            }
+            .into()),
+        }
+    }
+
+    fn part<'p>(&self, progress: &'p mut Progress, id: u64, shard: usize) -> &'p mut ShardPart {
+        let shards = self.shards;
+        &mut progress
+            .pending
+            .entry(id)
+            .or_insert_with(|| Pending {
+                shards: (0..shards).map(|_| ShardPart::default()).collect(),
+            })
+            .shards[shard]
+    }
+
+    /// Source `ordinal` on `shard` emitted barrier `id` at `position`.
+    pub(crate) fn source_position(&self, id: u64, shard: usize, ordinal: u64, position: &[u8]) {
+        let mut p = self.progress();
+        if id <= p.handed_out {
+            return;
+        }
+        let section = encode_position(ordinal, position);
+        self.part(&mut p, id, shard).sections.push((SOURCE_SECTION, section));
+    }
+
+    /// Source `ordinal` on `shard` has ended at `position`: checkpoints it sends no more
+    /// barriers for record this position.
+    pub(crate) fn source_ended(&self, shard: usize, ordinal: u64, position: Vec<u8>) {
+        self.progress().ended_sources.insert((shard, ordinal), position);
+    }
+
+    /// A keyed operator's snapshot at barrier `id`, taken from `started` on (the shard's stall
+    /// lasts until it is encoded).
+    pub(crate) fn keyed_snapshot(
+        &self,
+        id: u64,
+        shard: usize,
+        operator: &str,
+        snapshot: &BackendSnapshot,
+        started: Instant,
+    ) -> Result<(), PipelineError> {
+        let section = keyed_section(operator, snapshot)?;
+        let stall = started.elapsed();
+        let mut p = self.progress();
+        p.stats.stalls_us.push(stall.as_micros() as u64);
+        if id <= p.handed_out {
+            return Ok(());
+        }
+        self.part(&mut p, id, shard).sections.push((KEYED_SECTION, section));
+        Ok(())
+    }
+
+    /// A root on `shard` received barrier `id` (its sink has acted on it).
+    pub(crate) fn root_barrier(&self, id: u64, shard: usize) {
+        let mut p = self.progress();
+        if id <= p.handed_out {
+            return;
+        }
+        self.part(&mut p, id, shard).acks += 1;
+        self.complete_ready(&mut p);
+    }
+
+    /// A root on `shard` has finished: it acknowledges every later checkpoint.
+    pub(crate) fn root_finished(&self, shard: usize) {
+        let mut p = self.progress();
+        p.finished_roots[shard] += 1;
+        self.complete_ready(&mut p);
+    }
+
+    /// Hands every checkpoint whose shards have all acknowledged to the checkpoint thread (older
+    /// pending ones were abandoned for it, as aligned barriers of a newer checkpoint overtake).
+    fn complete_ready(&self, p: &mut Progress) {
+        let ready: Vec<u64> = p
+            .pending
+            .iter()
+            .filter(|(_, pending)| {
+                pending
+                    .shards
+                    .iter()
+                    .zip(&p.finished_roots)
+                    .all(|(part, finished)| part.acks + finished >= self.roots)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        let Some(&newest) = ready.last() else { return };
+        let Some(mut pending) = p.pending.remove(&newest) else { return };
+        p.pending.retain(|&id, _| id > newest);
+        p.handed_out = newest;
+        // Ended sources record their final position.
+        for (&(shard, ordinal), position) in &p.ended_sources {
+            let part = &mut pending.shards[shard];
+            let has = part.sections.iter().any(|(kind, bytes)| {
+                *kind == SOURCE_SECTION && decode_position(bytes).is_ok_and(|(o, _)| o == ordinal)
+            });
+            if !has {
+                part.sections.push((SOURCE_SECTION, encode_position(ordinal, position)));
+            }
+        }
+        // The receiver lives in `self`: the send cannot fail.
+        let _ = self.complete_tx.send(Some(Complete { id: newest, shards: pending.shards }));
+    }
+
+    /// Triggers checkpoint `requested + 1` and wakes the shards so that idle sources see it.
+    fn trigger(&self) -> u64 {
+        let id = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        for w in self.wakers.iter() {
+            w.wake();
+        }
+        id
+    }
+
+    /// Writes one complete checkpoint: a file per shard, then the manifest, then retention.
+    fn write(&self, c: Complete) -> Result<(), CheckpointError> {
+        let started = Instant::now();
+        let options = WriteOptions::default();
+        let mut shards = Vec::with_capacity(self.shards);
+        let mut bytes = 0;
+        for (shard, part) in c.shards.iter().enumerate() {
+            let range = self
+                .key_groups
+                .range_for_shard(shard, self.shards)
+                .map_err(|e| CheckpointError::InvalidArgument(e.to_string()))?;
+            let meta = ShardFileMeta::new(c.id, shard as u32, self.shards as u32, range);
+            let sections: Vec<(u8, &[u8])> =
+                part.sections.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+            let written = write_shard_file(&self.dir, &meta, &sections, &options)?;
+            bytes += written.size;
+            shards.push(ManifestShard::new(shard as u32, range, &written, 0));
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let manifest = Manifest::new(
+            c.id,
+            CheckpointKind::Checkpoint,
+            self.key_groups.max_key_groups(),
+            shards,
+            vec![],
+            created,
+        )?;
+        write_manifest(&self.dir, &manifest, &options)?;
+        self.dir.gc(self.settings.retention)?;
+        let mut p = self.progress();
+        p.stats.completed += 1;
+        p.stats.last_completed = Some(c.id);
+        p.stats.last_bytes = bytes;
+        p.stats.bytes_written += bytes;
+        p.stats.write_time += started.elapsed();
+        Ok(())
+    }
+
+    /// The checkpoint thread: triggers a checkpoint `interval` after the previous one completed,
+    /// writes the complete ones, until [`stop`](Self::stop).
+    fn run(self: &Arc<Self>) {
+        let mut next_trigger = Instant::now() + self.settings.interval;
+        let mut in_flight = false;
+        loop {
+            let timeout = if in_flight {
+                Duration::from_millis(50)
+            } else {
+                next_trigger.saturating_duration_since(Instant::now())
+            };
+            match self.complete_rx.recv_timeout(timeout) {
+                Ok(None) => break,
+                Ok(Some(c)) => {
+                    let id = c.id;
+                    if let Err(e) = self.write(c) {
+                        self.progress().error.get_or_insert(e);
+                        break;
+                    }
+                    if id >= self.requested() {
+                        in_flight = false;
+                        next_trigger = Instant::now() + self.settings.interval;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !in_flight && Instant::now() >= next_trigger {
+                        self.trigger();
+                        in_flight = true;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Starts the checkpoint thread.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<JoinHandle<()>, PipelineError> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("pinwheel-checkpoint".to_string())
+            .spawn(move || me.run())
+            .map_err(|e| PipelineError::Spawn {
+                thread: "pinwheel-checkpoint".to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Stops the checkpoint thread after the shards have ended; returns the run's checkpoint
+    /// figures, or the error that stopped checkpointing. A checkpoint whose parts had all
+    /// arrived is written first.
+    pub(crate) fn finish(&self, thread: JoinHandle<()>) -> Result<CheckpointStats, PipelineError> {
+        // The receiver lives in `self`: the send cannot fail.
+        let _ = self.complete_tx.send(None);
+        let _ = thread.join();
+        while let Ok(Some(c)) = self.complete_rx.try_recv() {
+            if let Err(e) = self.write(c) {
+                self.progress().error.get_or_insert(e);
+                break;
+            }
+        }
+        let mut p = self.progress();
+        if let Some(e) = p.error.take() {
+            return Err(e.into());
+        }
+        Ok(p.stats.clone())
+    }
+}
+
+fn encode_position(ordinal: u64, position: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::with_limit(usize::MAX);
+    // An encoder without a limit cannot refuse.
+    let _ = e.varint(ordinal).and_then(|e| e.bytes(position));
+    e.into_bytes()
+}
+
+fn decode_position(
+    bytes: &[u8],
+) -> Result<(u64, Vec<u8>), pinwheel_engine::checkpoint::DecodeError> {
+    let mut d = Decoder::new(bytes);
+    let ordinal = d.varint()?;
+    let position = d.bytes(u64::MAX)?.to_vec();
+    d.finish()?;
+    Ok((ordinal, position))
+}

@@ -1,0 +1,373 @@
+//! Checkpoints of a running pipeline: a run with checkpoints, then a run restored from its
+//! newest complete checkpoint, gives — the first run's output up to that checkpoint's barrier,
+//! plus everything the restored run emits — exactly the output of a run without checkpoints,
+//! restored on 1, 2 and 4 shards from a checkpoint taken on 2 (docs/reliability.md §4, tests
+//! 8 and 9, in process; the crash tests kill real processes).
+//!
+//! The job is a tumbling-window sum per key with event-time timers and map state, over records
+//! with explicit watermarks that never make a record late: its output does not depend on when
+//! the watermarks reach the operators, only on the records, so the runs can be compared exactly.
+//! The source lets its chunks out only as barriers come back to the sinks, so every run takes
+//! several checkpoints whatever the machine's speed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pinwheel_operators::pipeline::{
+    BuildContext, Checkpointing, Job, Pipeline, Sink, Stage, StagePlan, Status, Turn,
+};
+use pinwheel_operators::{
+    Collector, ConfigError, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
+    OnTimerContext, OpenContext, PipelineError, StreamElement, Timestamp,
+};
+
+/// The job's output: `(key, window start, sum)`.
+type Out = (u64, i64, u64);
+/// Every shard's sink elements, in shard order.
+type PerShard = Vec<Vec<StreamElement<Out>>>;
+
+const WINDOW: i64 = 100;
+const RECORDS: u64 = 6_000;
+/// Not a multiple of a window's 400 records: a gate never falls where every window has closed.
+const CHUNK: u64 = 450;
+
+/// Sums values per key and tumbling window of 100 ms; emits `(key, window start, sum)` when the
+/// watermark passes the window's end.
+#[derive(Default)]
+struct WindowSum {
+    sums: MapState<i64, u64>,
+}
+
+impl KeyedProcessFunction for WindowSum {
+    type Key = u64;
+    type In = (u64, u64);
+    type Out = (u64, i64, u64);
+
+    fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<(), FnError> {
+        self.sums = ctx.map_state(MapStateDescriptor::new("sums"))?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (_, value): (u64, u64),
+        ctx: &mut Context<'_, u64>,
+        _: &mut Collector<'_, (u64, i64, u64)>,
+    ) -> Result<(), FnError> {
+        let ts = ctx.timestamp().expect("records have timestamps");
+        let start = ts - ts % WINDOW;
+        let sum = self.sums.get(ctx, &start)?.unwrap_or(0);
+        self.sums.put(ctx, start, sum + value)?;
+        ctx.timer_service().register_event_time_timer(start + WINDOW - 1)?;
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut OnTimerContext<'_, u64>,
+        out: &mut Collector<'_, (u64, i64, u64)>,
+    ) -> Result<(), FnError> {
+        let start = t + 1 - WINDOW;
+        if let Some(sum) = self.sums.get(ctx, &start)? {
+            out.collect((*ctx.current_key(), start, sum));
+            self.sums.remove(ctx, &start)?;
+        }
+        Ok(())
+    }
+}
+
+/// The stream: record `i` has key `i * 7 mod 13`, value `i mod 10` and timestamp `i / 4`; a
+/// watermark 20 ms below the next record's timestamp follows every 50 records, so that at every
+/// position past the first records some window is open (a checkpoint there holds state).
+fn element(i: u64) -> Vec<StreamElement<(u64, u64)>> {
+    let ts = (i / 4) as i64;
+    let mut out = vec![StreamElement::record(((i * 7) % 13, i % 10), ts)];
+    if i % 50 == 49 {
+        out.push(StreamElement::Watermark(((i + 1) / 4) as i64 - 20));
+    }
+    out
+}
+
+/// A source of [`element`]s on shard 0 that lets chunk `c` out only once the sinks have seen
+/// `c` barriers of this run (up to `gates`), so that every run checkpoints several times.
+struct Gated {
+    seen: Arc<AtomicU64>,
+    gates: u64,
+}
+
+struct GatedStage {
+    next: u64,
+    end: u64,
+    emitted_in_run: u64,
+    seen: Arc<AtomicU64>,
+    gates: u64,
+    ended: bool,
+}
+
+impl StagePlan for Gated {
+    type Item = (u64, u64);
+    type Stage = GatedStage;
+
+    fn build(&self, cx: &BuildContext) -> Result<GatedStage, PipelineError> {
+        self.resume(cx, &[])
+    }
+
+    fn resume(
+        &self,
+        cx: &BuildContext,
+        positions: &[Vec<u8>],
+    ) -> Result<GatedStage, PipelineError> {
+        let next = match positions.first() {
+            Some(p) if p.len() == 8 => u64::from_le_bytes(p[..].try_into().unwrap()),
+            _ => 0,
+        };
+        let end = if cx.shard().index == 0 { RECORDS } else { 0 };
+        Ok(GatedStage {
+            next: next.min(end),
+            end,
+            emitted_in_run: 0,
+            seen: self.seen.clone(),
+            gates: self.gates,
+            ended: false,
+        })
+    }
+}
+
+impl Stage for GatedStage {
+    type Item = (u64, u64);
+
+    fn pull(
+        &mut self,
+        _: &mut Turn,
+        out: &mut Vec<StreamElement<(u64, u64)>>,
+    ) -> Result<Status, PipelineError> {
+        if self.ended {
+            return Ok(Status::Done);
+        }
+        if self.next < self.end {
+            let chunk = self.emitted_in_run / CHUNK;
+            if self.emitted_in_run % CHUNK == 0
+                && chunk > 0
+                && chunk <= self.gates
+                && self.seen.load(Ordering::Acquire) < chunk
+            {
+                // Waiting for a barrier to come round; the checkpoint thread wakes the shard.
+                return Ok(Status::Idle);
+            }
+            let n = (self.end - self.next).min(50);
+            for i in self.next..self.next + n {
+                out.extend(element(i));
+            }
+            self.next += n;
+            self.emitted_in_run += n;
+            return Ok(Status::Busy);
+        }
+        self.ended = true;
+        out.push(StreamElement::Watermark(i64::MAX));
+        Ok(Status::Done)
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.next.to_le_bytes().to_vec())
+    }
+}
+
+/// Collects every element; shard 0's counts the barriers it sees.
+struct Recording {
+    elements: Vec<StreamElement<(u64, i64, u64)>>,
+    seen: Option<Arc<AtomicU64>>,
+}
+
+impl Sink<(u64, i64, u64)> for Recording {
+    fn write(
+        &mut self,
+        e: StreamElement<(u64, i64, u64)>,
+    ) -> Result<(), pinwheel_operators::SinkError> {
+        self.elements.push(e);
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, _: u64) -> Result<(), pinwheel_operators::SinkError> {
+        if let Some(seen) = &self.seen {
+            seen.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+/// One run: on `shards`, with checkpoints in `dir` (or none); every shard's elements, and the
+/// checkpoint figures.
+fn run(
+    shards: usize,
+    dir: Option<&Path>,
+    gates: u64,
+) -> Result<(PerShard, Option<u64>, Option<u64>), PipelineError> {
+    let mut pipeline = Pipeline::new().shards(shards);
+    if let Some(dir) = dir {
+        pipeline = pipeline.checkpointing(
+            Checkpointing::new(dir).interval(Duration::from_millis(1)).retention(1000),
+        );
+    }
+    // Shard 0's sink counts the barriers (every barrier reaches every shard's root).
+    let seen = Arc::new(AtomicU64::new(0));
+    let stream = pipeline
+        .from_source(Gated { seen: seen.clone(), gates })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    let sink = job.sink(stream, move |shard| Recording {
+        elements: Vec::new(),
+        seen: (shard.index == 0).then(|| seen.clone()),
+    });
+    let mut run = job.run()?;
+    let stats = run.checkpoints.clone();
+    let per_shard = run.take(sink).into_iter().map(|s| s.elements).collect();
+    Ok((
+        per_shard,
+        stats.as_ref().and_then(|s| s.last_completed),
+        stats.and_then(|s| s.restored_from),
+    ))
+}
+
+fn records(elements: &[StreamElement<(u64, i64, u64)>]) -> Vec<(u64, i64, u64)> {
+    elements.iter().filter_map(|e| e.value().copied()).collect()
+}
+
+/// What each shard emitted before barrier `id`.
+fn before_barrier(per_shard: &[Vec<StreamElement<Out>>], id: u64) -> Vec<(u64, i64, u64)> {
+    let mut out = Vec::new();
+    for elements in per_shard {
+        let at = elements
+            .iter()
+            .position(|e| matches!(e, StreamElement::Barrier(b) if b.id == id))
+            .unwrap_or_else(|| panic!("barrier {id} reached every shard's sink"));
+        out.extend(records(&elements[..at]));
+    }
+    out
+}
+
+fn sorted(mut v: Vec<(u64, i64, u64)>) -> Vec<(u64, i64, u64)> {
+    v.sort_unstable();
+    v
+}
+
+/// A path that does not exist yet, under Cargo's target temporary directory.
+fn fresh_dir(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pipeline-checkpoints");
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = root.join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Removes the manifests of the checkpoints after `id`, so that `id` is the newest complete one.
+fn keep_up_to(dir: &Path, id: u64) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if let Some(n) = name.strip_prefix("MANIFEST-") {
+            if n.parse::<u64>().unwrap() > id {
+                std::fs::remove_file(dir.join(&name)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn restored_runs_on_1_2_and_4_shards_complete_the_output_exactly() {
+    let (reference, _, _) = run(2, None, 0).unwrap();
+    let reference = sorted(reference.iter().flat_map(|e| records(e)).collect());
+    // 13 keys, 15 windows of 100 ms.
+    assert_eq!(reference.len(), 195, "every key's every window");
+
+    let dir = fresh_dir("rescale");
+    let (first, last, restored_from) = run(2, Some(&dir), 4).unwrap();
+    assert_eq!(restored_from, None, "a fresh directory has nothing to restore");
+    let last = last.expect("the gated source waits for barriers, so checkpoints complete");
+    assert!(last >= 4, "four gates, four barriers at least: {last}");
+    // The newest, and checkpoint 2, whose barrier the source emitted before its second gate:
+    // mid-stream, with windows open.
+    for id in [last, 2] {
+        let committed = before_barrier(&first, id);
+        for shards in [1, 2, 4] {
+            let copy = fresh_dir(&format!("rescale-{id}-{shards}"));
+            copy_dir(&dir, &copy);
+            keep_up_to(&copy, id);
+            let (second, _, from) = run(shards, Some(&copy), 2).unwrap();
+            assert_eq!(from, Some(id), "the newest complete checkpoint is restored");
+            let mut all = committed.clone();
+            all.extend(second.iter().flat_map(|e| records(e)));
+            assert_eq!(sorted(all), reference, "checkpoint {id} restored on {shards} shards");
+            let _ = std::fs::remove_dir_all(&copy);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_checkpoint_of_a_run_restores_to_the_same_result() {
+    // Not only the newest: restoring each checkpoint of the run in turn completes the output.
+    let (reference, _, _) = run(2, None, 0).unwrap();
+    let reference = sorted(reference.iter().flat_map(|e| records(e)).collect());
+    let dir = fresh_dir("each");
+    let (first, last, _) = run(2, Some(&dir), 6).unwrap();
+    let last = last.unwrap();
+    assert!(last >= 6, "six gates, six barriers at least: {last}");
+    for id in 1..=last {
+        let copy = fresh_dir(&format!("each-{id}"));
+        copy_dir(&dir, &copy);
+        keep_up_to(&copy, id);
+        let (second, _, from) = run(2, Some(&copy), 0).unwrap();
+        assert_eq!(from, Some(id));
+        let mut all = before_barrier(&first, id);
+        all.extend(second.iter().flat_map(|e| records(e)));
+        assert_eq!(sorted(all), reference, "restored from checkpoint {id}");
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_source_that_cannot_resume_is_refused_with_checkpoints_on() {
+    let dir = fresh_dir("push");
+    let pipeline = Pipeline::new().shards(1).checkpointing(Checkpointing::new(&dir));
+    let (input, stream) = pipeline.push_source::<u64>(16);
+    drop(input);
+    let err = stream.map(|v| v + 1).collect().unwrap_err();
+    assert!(matches!(err, PipelineError::Config(ConfigError::NotResumable { shard: 0 })), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn state_no_operator_claims_is_an_error() {
+    let dir = fresh_dir("unclaimed");
+    let (_, last, _) = run(1, Some(&dir), 2).unwrap();
+    assert!(last.is_some());
+    // The same job with the operator renamed: its state has no taker.
+    let pipeline = Pipeline::new()
+        .shards(1)
+        .checkpointing(Checkpointing::new(&dir).interval(Duration::from_secs(60)));
+    let seen = Arc::new(AtomicU64::new(0));
+    let err = pipeline
+        .from_source(Gated { seen, gates: 0 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default)
+        .name("renamed")
+        .collect()
+        .unwrap_err();
+    assert!(matches!(&err, PipelineError::Config(ConfigError::CheckpointMismatch { .. })), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
