@@ -91,6 +91,9 @@ pub struct StandardPartition {
     value: u64,
     value_step: u64,
     ended: bool,
+    /// After a restore: the old partitions' positions (event `i` was emitted before iff
+    /// `i < old[i mod old.len()]`), until `next` passes the largest of them.
+    old: Option<(Box<[u64]>, u64)>,
 }
 
 impl StandardPartition {
@@ -111,6 +114,40 @@ impl StandardPartition {
             value: p % 100,
             value_step: step % 100,
             ended: false,
+            old: None,
+        }
+    }
+
+    /// Partition `p` of `parts`, resuming after what a checkpointed run emitted: `old[q]` is
+    /// the next event index partition `q` of that run (of `old.len()` partitions) would have
+    /// emitted. The events below it of that partition are skipped; any partition count restores
+    /// any other.
+    pub fn resumed(stream: StandardStream, p: u64, parts: u64, old: &[u64]) -> Self {
+        let mut partition = StandardPartition::new(stream, p, parts);
+        let until = old.iter().copied().max().unwrap_or(0);
+        if !old.is_empty() && until > partition.next {
+            partition.old = Some((old.into(), until));
+        }
+        partition
+    }
+
+    /// One pull while old positions apply: events emitted before are skipped.
+    #[cold]
+    fn pull_resumed(&mut self, out: &mut Vec<StreamElement<Event>>) {
+        let Some((old, until)) = self.old.take() else { return };
+        let parts = old.len() as u64;
+        let mut pushed = 0;
+        while pushed < BATCH && self.next < self.events && self.next < until {
+            let i = self.next;
+            let emitted_before = i < old[(i % parts) as usize];
+            let e = self.advance();
+            if !emitted_before {
+                out.push(StreamElement::untimed(e));
+                pushed += 1;
+            }
+        }
+        if self.next < until && self.next < self.events {
+            self.old = Some((old, until));
         }
     }
 
@@ -146,6 +183,12 @@ impl Stage for StandardPartition {
         _: &mut Turn,
         out: &mut Vec<StreamElement<Event>>,
     ) -> Result<Status, PipelineError> {
+        if self.old.is_some() {
+            self.pull_resumed(out);
+            if self.next < self.events {
+                return Ok(Status::Busy);
+            }
+        }
         let left = self.events.saturating_sub(self.next).div_ceil(self.step);
         let n = left.min(BATCH as u64) as usize;
         out.reserve(n + 1);
@@ -162,6 +205,12 @@ impl Stage for StandardPartition {
         }
         Ok(Status::Done)
     }
+
+    /// The next event index: every event of this partition below it has been emitted (or was
+    /// emitted by the run this one resumed).
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.next.to_le_bytes().to_vec())
+    }
 }
 
 impl StagePlan for StandardStream {
@@ -171,6 +220,23 @@ impl StagePlan for StandardStream {
     fn build(&self, cx: &BuildContext) -> Result<StandardPartition, PipelineError> {
         let shard = cx.shard();
         Ok(StandardPartition::new(*self, shard.index as u64, shard.count as u64))
+    }
+
+    fn resume(
+        &self,
+        cx: &BuildContext,
+        positions: &[Vec<u8>],
+    ) -> Result<StandardPartition, PipelineError> {
+        let old: Vec<u64> = positions
+            .iter()
+            .map(|p| p.as_slice().try_into().map(u64::from_le_bytes))
+            .collect::<Result<_, _>>()
+            .map_err(|_| PipelineError::Source {
+                shard: cx.shard().index,
+                source: "a standard stream position is not 8 bytes".into(),
+            })?;
+        let shard = cx.shard();
+        Ok(StandardPartition::resumed(*self, shard.index as u64, shard.count as u64, &old))
     }
 }
 
@@ -196,6 +262,47 @@ mod tests {
                 let want: Vec<Event> = s.partition(p, parts).collect();
                 assert_eq!(got, want, "N={events} K={keys} R={r} partition {p} of {parts}");
             }
+        }
+    }
+
+    /// Events `[0, N)` emitted by partitions `parts` of `old` up to positions `at`, then by `new`
+    /// resumed partitions: every event exactly once.
+    #[test]
+    fn resumed_partitions_emit_exactly_what_the_old_ones_had_not() {
+        let s = StandardStream { events: 2000, keys: 7, events_per_ms: 3 };
+        let drain = |p: &mut StandardPartition| {
+            let mut got = Vec::new();
+            let mut out = Vec::new();
+            while p.next < p.events || p.old.is_some() {
+                p.pull_resumed(&mut out);
+                if p.old.is_none() {
+                    while p.next < p.events {
+                        let e = p.advance();
+                        out.push(StreamElement::untimed(e));
+                    }
+                }
+                got.extend(out.drain(..).filter_map(StreamElement::into_value));
+            }
+            got
+        };
+        for (old_parts, new_parts) in [(2u64, 1u64), (2, 2), (2, 4), (3, 2), (1, 3)] {
+            let at: Vec<u64> = (0..old_parts).map(|p| p + 37 * (p + 2) * old_parts).collect();
+            let mut before: Vec<Event> = Vec::new();
+            for p in 0..old_parts {
+                let emitted = at[p as usize].saturating_sub(p).div_ceil(old_parts);
+                before.extend(s.partition(p, old_parts).take(emitted as usize));
+            }
+            let mut after: Vec<Event> = Vec::new();
+            for q in 0..new_parts {
+                after.extend(drain(&mut StandardPartition::resumed(s, q, new_parts, &at)));
+            }
+            let mut all: Vec<(Timestamp, u64, u64)> =
+                before.iter().chain(&after).map(|e| (e.timestamp, e.value, e.key)).collect();
+            all.sort_unstable();
+            let mut want: Vec<(Timestamp, u64, u64)> =
+                (0..s.events).map(|i| s.event(i)).map(|e| (e.timestamp, e.value, e.key)).collect();
+            want.sort_unstable();
+            assert_eq!(all, want, "{old_parts} partitions resumed as {new_parts}");
         }
     }
 
