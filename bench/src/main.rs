@@ -35,7 +35,7 @@ use hdrhistogram::Histogram;
 use huge_pages::HugePages;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pinwheel::KeyedProcessFunction;
-use pinwheel::pipeline::{Pipeline, ShardedRun, WatermarkStrategy};
+use pinwheel::pipeline::{CheckpointStats, Checkpointing, Pipeline, ShardedRun, WatermarkStrategy};
 use pinwheel_engine::placement::ShardPlacement;
 use pinwheel_examples::{
     CountWithTimeout, Event, Heartbeat, MINUTE, StandardStream, TimerBurst, WindowSum,
@@ -185,6 +185,18 @@ struct Cli {
     /// tail.
     #[arg(long, value_name = "MODE")]
     huge_pages: Option<HugePages>,
+
+    /// Checkpoints into DIR (created 0700), and resumes from the newest complete one there: kill
+    /// the process at any moment and start the same command again. A resumed run sees only the
+    /// output after its checkpoint, so its checks say `skipped_resumed`. count-with-timeout,
+    /// window-sum and timer-burst (their source can resume).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<std::path::PathBuf>,
+
+    /// With --checkpoint-dir: the time from one checkpoint's completion to the next one's
+    /// trigger.
+    #[arg(long, value_name = "MS", value_parser = parse_count, default_value = "1000")]
+    checkpoint_interval_ms: u64,
 }
 
 /// A `--alignment` value.
@@ -253,6 +265,7 @@ struct Settings {
     /// noise's duration.
     seconds: u64,
     huge_pages: HugePages,
+    checkpointing: Option<Checkpointing>,
 }
 
 impl Settings {
@@ -300,6 +313,10 @@ impl Settings {
                 Job::Heartbeat => HugePages::Off,
                 _ => HugePages::System,
             }),
+            checkpointing: cli.checkpoint_dir.as_ref().map(|dir| {
+                Checkpointing::new(dir)
+                    .interval(std::time::Duration::from_millis(cli.checkpoint_interval_ms))
+            }),
         })
     }
 
@@ -307,6 +324,9 @@ impl Settings {
         let mut p = Pipeline::new();
         if let Some(Alignment(drift)) = self.alignment {
             p = p.watermark_alignment(drift);
+        }
+        if let Some(c) = &self.checkpointing {
+            p = p.checkpointing(c.clone());
         }
         if self.pin {
             p.placement(ShardPlacement::Fixed((0..self.shards).collect()))
@@ -334,11 +354,26 @@ impl Line {
 #[derive(Debug, Default)]
 struct Checks {
     failed: Vec<&'static str>,
+    /// The checkpoint the run resumed from: it saw only the output after it, and the checks,
+    /// which need the whole output, are skipped.
+    resumed: Option<u64>,
 }
 
 impl Checks {
+    /// The checks of a run that resumed from `resumed`, if it did.
+    fn new(resumed: Option<u64>) -> Self {
+        Checks { failed: Vec::new(), resumed }
+    }
+
     /// Records one check and says how it went on stderr.
     fn check(&mut self, name: &'static str, ok: bool, what: impl Display) {
+        if let Some(c) = self.resumed {
+            eprintln!(
+                "pinwheel-bench: check {name}: skipped (resumed from checkpoint {c}, the run saw \
+                 only the output after it)"
+            );
+            return;
+        }
         eprintln!("pinwheel-bench: check {name}: {what}: {}", if ok { "ok" } else { "MISMATCH" });
         if !ok {
             self.failed.push(name);
@@ -346,7 +381,9 @@ impl Checks {
     }
 
     fn field(&self) -> String {
-        if self.failed.is_empty() {
+        if self.resumed.is_some() {
+            "skipped_resumed".to_string()
+        } else if self.failed.is_empty() {
             "ok".to_string()
         } else {
             format!("FAILED:{}", self.failed.join(","))
@@ -363,6 +400,7 @@ struct Common {
     seconds: f64,
     span: Span,
     peak_rss: Option<u64>,
+    checkpoints: Option<CheckpointStats>,
 }
 
 impl Common {
@@ -374,7 +412,13 @@ impl Common {
             seconds: end.saturating_duration_since(start).as_secs_f64(),
             span,
             peak_rss: peak_rss_bytes(),
+            checkpoints: None,
         }
+    }
+
+    /// The checks of this run (skipped if it resumed from a checkpoint).
+    fn checks(&self) -> Checks {
+        Checks::new(self.checkpoints.as_ref().and_then(|c| c.restored_from))
     }
 
     fn line(&self, s: &Settings) -> Line {
@@ -395,6 +439,24 @@ impl Common {
         line.add("outputs_per_s_in_span", format!("{in_span:.0}"));
         line.add("peak_rss_bytes", self.peak_rss.map_or(-1, |b| b as i64));
         line.add("huge_pages", s.huge_pages.name());
+        if let Some(c) = &self.checkpoints {
+            let mut stalls = c.stalls_us.clone();
+            stalls.sort_unstable();
+            let at = |q: f64| {
+                stalls.get(((stalls.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied()
+            };
+            line.add("checkpoints", c.completed);
+            line.add("checkpoint_stall_p50_us", at(0.50).unwrap_or(0));
+            line.add("checkpoint_stall_p99_us", at(0.99).unwrap_or(0));
+            line.add("checkpoint_stall_max_us", stalls.last().copied().unwrap_or(0));
+            line.add("checkpoint_bytes", c.last_bytes);
+            let write = c.write_time.as_secs_f64();
+            let rate = if write > 0.0 { c.bytes_written as f64 / write } else { 0.0 };
+            line.add("checkpoint_write_bytes_per_s", format!("{rate:.0}"));
+            if c.restored_from.is_some() {
+                line.add("restore_seconds", format!("{:.3}", c.restore_read.as_secs_f64()));
+            }
+        }
         line
     }
 }
@@ -534,7 +596,7 @@ fn run_event_time<'p, F, FF>(
     factory: FF,
     last_per_key: usize,
     progress: &'p Progress,
-) -> anyhow::Result<(Vec<CountingSink<'p>>, Instant, Instant)>
+) -> anyhow::Result<(Vec<CountingSink<'p>>, Instant, Instant, Option<CheckpointStats>)>
 where
     F: KeyedProcessFunction<Key = u64, In = Event, Out = (u64, u64)>,
     FF: Fn() -> F + Send + Sync + 'static,
@@ -556,8 +618,9 @@ where
         })
     });
     let returned = Instant::now();
-    let run = run.with_context(|| format!("{} failed", s.job.name()))?;
-    Ok((placement_note(run), start, returned))
+    let mut run = run.with_context(|| format!("{} failed", s.job.name()))?;
+    let checkpoints = run.checkpoints.take();
+    Ok((placement_note(run), start, returned, checkpoints))
 }
 
 fn placement_note<S>(run: ShardedRun<S>) -> Vec<S> {
@@ -568,11 +631,17 @@ fn placement_note<S>(run: ShardedRun<S>) -> Vec<S> {
 }
 
 /// The shards' figures of an event-time job, merged.
-fn merge(sinks: &[CountingSink<'_>], start: Instant, returned: Instant) -> Common {
+fn merge(
+    sinks: &[CountingSink<'_>],
+    start: Instant,
+    returned: Instant,
+    checkpoints: Option<CheckpointStats>,
+) -> Common {
     let span = Span::merge(sinks.iter().map(|k| &k.span));
     let outputs = sinks.iter().map(|k| k.outputs).sum();
     let sum = sinks.iter().map(|k| k.sum).sum();
-    let common = Common::new(outputs, sum, start, returned, span);
+    let mut common = Common::new(outputs, sum, start, returned, span);
+    common.checkpoints = checkpoints;
     eprintln!(
         "pinwheel-bench: run took {:.3} s ({:.3} s to the last shard's end of input)",
         returned.saturating_duration_since(start).as_secs_f64(),
@@ -597,14 +666,14 @@ fn count_with_timeout(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     }
     let progress = Progress::new(s, false);
     let per_key = if key_check { s.keys() } else { 0 };
-    let (sinks, start, returned) =
+    let (sinks, start, returned, checkpoints) =
         run_event_time(s, CountWithTimeout::one_minute, per_key, &progress)?;
-    let common = merge(&sinks, start, returned);
+    let common = merge(&sinks, start, returned, checkpoints);
 
     let ideal = ideal::compute(&s.stream);
     report_ideal("outputs", common.outputs, ideal.timeouts);
     report_ideal("sum of counts", common.sum, ideal.timeout_sum);
-    let mut checks = Checks::default();
+    let mut checks = common.checks();
     checks.check(
         "sum_of_counts",
         common.sum >= s.stream.events,
@@ -661,12 +730,13 @@ fn last_counts_mismatch(
 
 fn window_sum(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     let progress = Progress::new(s, false);
-    let (sinks, start, returned) = run_event_time(s, WindowSum::one_minute, 0, &progress)?;
-    let common = merge(&sinks, start, returned);
+    let (sinks, start, returned, checkpoints) =
+        run_event_time(s, WindowSum::one_minute, 0, &progress)?;
+    let common = merge(&sinks, start, returned, checkpoints);
 
     let ideal = ideal::compute(&s.stream);
     report_ideal("outputs", common.outputs, ideal.windows);
-    let mut checks = Checks::default();
+    let mut checks = common.checks();
     let want = value_sum(s.stream.events);
     checks.check(
         "window_sums",
@@ -696,8 +766,8 @@ fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
         eprintln!("pinwheel-bench: note: docs/benchmarks.md runs timer-burst with N = K");
     }
     let progress = Progress::new(s, false);
-    let (sinks, start, returned) = run_event_time(s, || TimerBurst, 0, &progress)?;
-    let common = merge(&sinks, start, returned);
+    let (sinks, start, returned, checkpoints) = run_event_time(s, || TimerBurst, 0, &progress)?;
+    let common = merge(&sinks, start, returned, checkpoints);
     eprintln!(
         "pinwheel-bench: burst: {} timers fired in {:.6} s",
         common.outputs,
@@ -705,7 +775,7 @@ fn timer_burst(s: &Settings) -> anyhow::Result<(Line, Checks)> {
     );
 
     let distinct = distinct_keys(&s.stream);
-    let mut checks = Checks::default();
+    let mut checks = common.checks();
     checks.check(
         "outputs_vs_distinct_keys",
         common.outputs == distinct,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pinwheel_engine::time::Timestamp;
 
 use super::builder::Env;
+use super::checkpoint::CheckpointStats;
 use super::job::{Job, RunningJob, one_sender_per_shard, take_sender};
 use super::keyed_stream::KeyedStream;
 use super::process::{KeyedProcessPlan, ProcessPlan};
@@ -30,13 +31,17 @@ pub struct DataStream<P> {
     pub(crate) env: Env,
 }
 
-/// What a run on separate shards leaves behind: each shard's sink, and the placement note.
+/// What a run on separate shards leaves behind: each shard's sink, the placement note, and what
+/// the checkpoints did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ShardedRun<S> {
     /// Each shard's sink, in shard order.
     pub sinks: Vec<S>,
     /// Where pinning degraded (cores missing), why.
     pub placement_note: Option<String>,
+    /// What the checkpoints did, if they were on.
+    pub checkpoints: Option<CheckpointStats>,
 }
 
 impl<P: StagePlan> DataStream<P> {
@@ -130,9 +135,9 @@ impl<P: StagePlan> DataStream<P> {
         SF: Fn(ShardInfo) -> S + Sync,
     {
         let control = RunControl::new(&self.env)?;
-        let (sinks, placement_note) =
+        let (sinks, placement_note, checkpoints) =
             run::run_stream(&self.plan, &self.env, &control, sink_factory)?;
-        Ok(ShardedRun { sinks, placement_note })
+        Ok(ShardedRun { sinks, placement_note, checkpoints })
     }
 
     /// True when the pipeline runs on one unpinned shard: it can then run on the calling thread.

@@ -215,16 +215,19 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// What a run leaves: each shard's result in shard order, the placement note, and what the
+/// checkpoints did.
+type Finished<R> = (Vec<R>, Option<String>, Option<CheckpointStats>);
+
 /// Runs `per_shard` on every shard of `env`, each on a thread of its own, and returns each
 /// shard's result in shard order. The first error stops every shard and is returned (an error
 /// other than [`PipelineError::Stopped`] wins, so the cause is reported rather than its echo).
-#[allow(clippy::type_complexity)]
 fn run_threads<R, F>(
     env: &Env,
     control: &RunControl,
     roots: usize,
     per_shard: F,
-) -> Result<(Vec<R>, Option<String>, Option<CheckpointStats>), PipelineError>
+) -> Result<Finished<R>, PipelineError>
 where
     R: Send,
     F: Fn(&Shared<'_>, ShardInfo) -> Result<R, PipelineError> + Sync,
@@ -308,13 +311,13 @@ pub(crate) fn run_stream<P, S, SF>(
     env: &Env,
     control: &RunControl,
     sink_factory: SF,
-) -> Result<(Vec<S>, Option<String>), PipelineError>
+) -> Result<Finished<S>, PipelineError>
 where
     P: StagePlan,
     S: Sink<P::Item> + Send,
     SF: Fn(ShardInfo) -> S + Sync,
 {
-    let (sinks, note, _) = run_threads(env, control, 1, |shared, shard| {
+    run_threads(env, control, 1, |shared, shard| {
         let cx = shared.context(shard);
         let stage = plan.build(&cx)?;
         let mut task = [RootStage::new(stage, sink_factory(shard), &cx)];
@@ -323,8 +326,7 @@ where
         shared.drive(shard, &mut task)?;
         let [task] = task;
         Ok(task.into_parts())
-    })?;
-    Ok((sinks, note))
+    })
 }
 
 /// Runs a one-shard pipeline of `plan` into `sink` on the calling thread (the sink need not be
