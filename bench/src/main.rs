@@ -96,7 +96,15 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
   timers_per_s_in_shard_span  timer-burst: outputs / max_shard_span_seconds
   key_check_bytes         count-with-timeout: memory of the per-key check's sinks (included in
                           peak_rss_bytes; --no-key-check drops it)
-  check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1)
+  checkpoints checkpoint_stall_p50_us checkpoint_stall_p99_us checkpoint_stall_max_us
+  checkpoint_bytes checkpoint_write_bytes_per_s restore_seconds
+                          with --checkpoint-dir: checkpoints completed; each shard's stall per
+                          checkpoint (its snapshots, taken and encoded on the shard); the newest
+                          complete checkpoint's shard files; bytes written per second of writing
+                          (files, syncs, manifest); when it resumed, the time to read and validate
+                          the checkpoint
+  check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1);
+                          skipped_resumed when the run resumed from a checkpoint
 
 NOISE (pinwheel-bench noise --shards P --seconds S): not a job but the floor under heartbeat's tail.
   P threads spin as idle shards do (64 turns, then a yield) and record every gap of more than 5 us
