@@ -102,7 +102,7 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
                           checkpoint (its snapshots, taken and encoded on the shard); the newest
                           complete checkpoint's shard files; bytes written per second of writing
                           (files, syncs, manifest); when it resumed, the time to read and validate
-                          the checkpoint
+                          the checkpoint and restore every shard's operators
   check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1);
                           skipped_resumed when the run resumed from a checkpoint
 
@@ -462,7 +462,7 @@ impl Common {
             let rate = if write > 0.0 { c.bytes_written as f64 / write } else { 0.0 };
             line.add("checkpoint_write_bytes_per_s", format!("{rate:.0}"));
             if c.restored_from.is_some() {
-                line.add("restore_seconds", format!("{:.3}", c.restore_read.as_secs_f64()));
+                line.add("restore_seconds", format!("{:.3}", c.restore_time.as_secs_f64()));
             }
         }
         line

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pinwheel_engine::exchange::Message;
+use pinwheel_engine::exchange::{CheckpointBarrier, Message};
 use pinwheel_engine::keyed::{
     AdvanceStep, BackendSettings, BackendSnapshot, KeyContext, KeyedBackend, OperatorMetrics,
     RestoreStats, WatermarkOnRestore,
@@ -193,19 +193,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
                     // is in the state, nothing after it. No advance is in progress here (an
                     // advance stops the input until it completes).
                     Message::Barrier(b) => {
-                        if let Some((coordinator, id)) = checkpoints {
-                            let started = Instant::now();
-                            let snapshot = backend.snapshot().map_err(|e| names.snapshot(e))?;
-                            coordinator.keyed_snapshot(
-                                b.id,
-                                names.shard,
-                                id,
-                                &snapshot,
-                                started,
-                            )?;
-                        }
-                        out.push(StreamElement::Barrier(b));
-                        side.push_barrier(b);
+                        on_barrier(backend, checkpoints.as_ref(), names, b, side, out)?;
                     }
                     // `Message` is non-exhaustive in the engine; there is nothing else to receive.
                     _ => {}
@@ -295,6 +283,28 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
             .restore_with(snapshots, key_groups, owns, watermark)
             .map_err(|e| self.names.snapshot(e))
     }
+}
+
+/// At an aligned barrier: the snapshot goes to the coordinator (with checkpoints on), the barrier
+/// to the main and side outputs. Out of line: rare, and kept out of the record loop's code.
+#[cold]
+#[inline(never)]
+fn on_barrier<K: pinwheel_engine::key::Key, O>(
+    backend: &KeyedBackend<K>,
+    checkpoints: Option<&(Arc<Coordinator>, Arc<str>)>,
+    names: &Names,
+    b: CheckpointBarrier,
+    side: &mut SideOutputs,
+    out: &mut Vec<StreamElement<O>>,
+) -> Result<(), PipelineError> {
+    if let Some((coordinator, id)) = checkpoints {
+        let started = Instant::now();
+        let snapshot = backend.snapshot().map_err(|e| names.snapshot(e))?;
+        coordinator.keyed_snapshot(b.id, names.shard, id, &snapshot, started)?;
+    }
+    out.push(StreamElement::Barrier(b));
+    side.push_barrier(b);
+    Ok(())
 }
 
 /// Continues the backend's advance for up to `budget` timers; returns true once it is complete

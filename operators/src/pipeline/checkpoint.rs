@@ -1,6 +1,6 @@
 //! Checkpoints of a running pipeline: aligned barriers, snapshots at the barrier, files written
-//! in the background, restore at start (docs/reliability.md §1, docs/architecture.md
-//! "Checkpoints").
+//! in the background, restore at start (docs/reliability.md §1.8; docs/architecture.md, "Layers
+//! and the data path").
 //!
 //! ```text
 //!  checkpoint thread ── every interval: requested = n, wake the shards
@@ -110,9 +110,9 @@ impl Checkpointing {
 pub struct CheckpointStats {
     /// The checkpoint the run resumed from, if any.
     pub restored_from: Option<u64>,
-    /// How long reading and validating it took (restoring into the operators happens as each
-    /// shard builds).
-    pub restore_read: Duration,
+    /// How long the restore took: reading and validating the checkpoint, then every shard's
+    /// operators taking their key groups (until the last shard had built).
+    pub restore_time: Duration,
     /// Checkpoints completed (manifest written).
     pub completed: u64,
     /// The newest complete checkpoint's id.
@@ -189,6 +189,8 @@ pub(crate) struct Coordinator {
     restored: Option<Restored>,
     /// The id the first checkpoint of this run gets, minus one.
     base: u64,
+    /// When the restore began.
+    opened: Instant,
     wakers: Arc<[ShardWaker]>,
 }
 
@@ -209,7 +211,7 @@ impl Coordinator {
         key_groups: KeyGroups,
         roots: usize,
         wakers: Arc<[ShardWaker]>,
-    ) -> Result<(Arc<Coordinator>, Duration), PipelineError> {
+    ) -> Result<Arc<Coordinator>, PipelineError> {
         let started = Instant::now();
         let dir = CheckpointDir::open_or_create(&settings.dir)?;
         dir.remove_leftover_tmp()?;
@@ -276,9 +278,19 @@ impl Coordinator {
             complete_rx,
             restored,
             base,
+            opened: started,
             wakers,
         };
-        Ok((Arc::new(coordinator), started.elapsed()))
+        Ok(Arc::new(coordinator))
+    }
+
+    /// A shard has built its operators (and restored them): the restore lasts until the last.
+    pub(crate) fn shard_built(&self) {
+        if self.restored.is_some() {
+            let elapsed = self.opened.elapsed();
+            let mut p = self.progress();
+            p.stats.restore_time = p.stats.restore_time.max(elapsed);
+        }
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {

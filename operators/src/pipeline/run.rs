@@ -103,9 +103,12 @@ impl<'a> Shared<'a> {
     /// checkpoint is read (and validated) here, before any shard builds.
     fn new(env: &'a Env, control: &'a RunControl, roots: usize) -> Result<Self, PipelineError> {
         let checkpoints = match &env.checkpointing {
-            Some(settings) => Some(
-                Coordinator::open(settings, control.key_groups, roots, control.wakers.clone())?.0,
-            ),
+            Some(settings) => Some(Coordinator::open(
+                settings,
+                control.key_groups,
+                roots,
+                control.wakers.clone(),
+            )?),
             None => None,
         };
         Ok(Shared {
@@ -198,10 +201,9 @@ impl<'a> Shared<'a> {
     /// After `shard` has built: every operator state of the restored checkpoint has found its
     /// operator (every shard builds the same operators, so shard 0 checks for all).
     fn check_restored(&self, shard: ShardInfo) -> Result<(), PipelineError> {
-        match &self.checkpoints {
-            Some(c) if shard.index == 0 => c.check_claimed(),
-            _ => Ok(()),
-        }
+        let Some(c) = &self.checkpoints else { return Ok(()) };
+        c.shard_built();
+        if shard.index == 0 { c.check_claimed() } else { Ok(()) }
     }
 
     /// Builds every root of the job on `shard` and drives them to their end.
