@@ -274,6 +274,44 @@ pub struct KeyInterner<K> {
     seed: [u64; 2],
 }
 
+/// The live keys of a [`KeyInterner`] as a checkpoint barrier found them
+/// ([`KeyInterner::freeze`]).
+#[derive(Debug, Clone)]
+pub struct FrozenKeys<K> {
+    keys: Vec<K>,
+    live: Vec<u64>,
+}
+
+impl<K> FrozenKeys<K> {
+    /// The key of `id` (live or not: the key vector keeps a removed id's last key).
+    pub fn get(&self, id: KeyId) -> Option<&K> {
+        self.keys.get(id as usize)
+    }
+
+    /// The live keys with their ids, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
+        live_keys(&self.keys, &self.live)
+    }
+}
+
+/// The keys whose bit is set in `live`, with their ids, in id order (a word of bits at a time).
+fn live_keys<'a, K>(keys: &'a [K], live: &'a [u64]) -> impl Iterator<Item = (KeyId, &'a K)> + 'a {
+    live.iter()
+        .enumerate()
+        .flat_map(move |(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let id = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(id)
+            })
+        })
+        .filter_map(move |id| Some((id as KeyId, keys.get(id)?)))
+}
+
 /// An empty slot (a valid slot holds its id plus one, never 0).
 const EMPTY_SLOT: u64 = 0;
 /// A slot of a draining table whose key was removed: occupied for probing, matching no key (its
@@ -543,9 +581,13 @@ impl<K: Key> KeyInterner<K> {
 
     /// The live keys with their ids, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
-        (0..self.keys.len() as KeyId)
-            .filter(|&id| self.is_live(id))
-            .map(|id| (id, &self.keys[id as usize]))
+        live_keys(&self.keys, &self.live)
+    }
+
+    /// A copy of the live keys, for a checkpoint to read off the shard (the key vector and the
+    /// live bits; not the table).
+    pub fn freeze(&self) -> FrozenKeys<K> {
+        FrozenKeys { keys: self.keys.clone(), live: self.live.clone() }
     }
 
     /// Starts doubling the table: a new table of twice the slots (zeroed memory, which costs

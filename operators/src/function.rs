@@ -28,8 +28,8 @@ use crate::output::Collector;
 /// An instance lives on one shard: it is built there by the factory given to
 /// [`KeyedStream::process`](crate::pipeline::KeyedStream::process), so it need not be `Send`.
 pub trait KeyedProcessFunction {
-    /// The key type.
-    type Key: Key;
+    /// The key type (`Send`: a checkpoint encodes the keys it froze at a barrier off the shard).
+    type Key: Key + Send;
     /// The input element type.
     type In;
     /// The output element type.
@@ -187,7 +187,7 @@ where
 
 impl<K, I, O, P, T> KeyedProcessFunction for KeyedFn<K, I, O, P, T>
 where
-    K: Key,
+    K: Key + Send,
     P: FnMut(I, &mut Context<'_, K>, &mut Collector<'_, O>) -> Result<(), FnError>,
     T: TimerCallback<K, O>,
 {

@@ -287,6 +287,15 @@ pub enum CheckpointError {
         /// The cap.
         limit: u64,
     },
+    /// A keyed operator's state, frozen at a barrier, does not encode (a state value that serde
+    /// refuses): the checkpoint is not written.
+    #[error("the state of operator `{operator}` does not encode: {source}")]
+    Encode {
+        /// The operator's id in the checkpoint.
+        operator: String,
+        /// Why.
+        source: crate::keyed::SnapshotError,
+    },
     /// A caller's argument is invalid (a shard outside the shard count, retention below 2).
     #[error("invalid checkpoint argument: {0}")]
     InvalidArgument(String),

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::codec::{Decoder, Encoder};
 use super::error::{CheckpointError, CorruptKind};
 use super::format::ShardFile;
-use crate::keyed::BackendSnapshot;
+use crate::keyed::{BackendSnapshot, FrozenSnapshot};
 
 /// The section kind of a keyed operator's snapshot.
 pub const KEYED_SECTION: u8 = 1;
@@ -28,6 +28,28 @@ pub fn keyed_section(
     operator: &str,
     snapshot: &BackendSnapshot,
 ) -> Result<Vec<u8>, CheckpointError> {
+    section(operator, &snapshot.to_bytes())
+}
+
+/// The section bytes of operator `operator`'s frozen backend, encoded here (on the checkpoint
+/// thread, not the shard): the same bytes as [`keyed_section`] of its snapshot.
+///
+/// # Errors
+///
+/// [`CheckpointError::TooLarge`] for a name over 4 KiB, [`CheckpointError::Encode`] for a state
+/// value that does not encode.
+pub fn keyed_section_frozen(
+    operator: &str,
+    frozen: &dyn FrozenSnapshot,
+) -> Result<Vec<u8>, CheckpointError> {
+    let mut snapshot = Vec::new();
+    frozen
+        .encode(&mut snapshot)
+        .map_err(|source| CheckpointError::Encode { operator: operator.to_string(), source })?;
+    section(operator, &snapshot)
+}
+
+fn section(operator: &str, snapshot: &[u8]) -> Result<Vec<u8>, CheckpointError> {
     if operator.len() as u64 > MAX_OPERATOR_NAME {
         return Err(CheckpointError::TooLarge {
             what: "operator name",
@@ -35,9 +57,8 @@ pub fn keyed_section(
             limit: MAX_OPERATOR_NAME,
         });
     }
-    let snapshot = snapshot.to_bytes();
     let mut e = Encoder::with_limit(usize::MAX);
-    e.bytes(operator.as_bytes())?.bytes(&snapshot)?;
+    e.bytes(operator.as_bytes())?.bytes(snapshot)?;
     Ok(e.into_bytes())
 }
 

@@ -15,7 +15,8 @@
 //!                                                     report W for forwarding
 //! processing time:  begin_processing_time(T)          likewise for processing-time timers <= T
 //! end of input:     begin_watermark(MAX) ... then finish(fire_processing_timers, fire)
-//! checkpoint:       snapshot()                        keys, state rows, timers by key group
+//! checkpoint:       freeze()                          copy keys, state rows, timers (frozen.rs),
+//!                                                     encoded by key group off the shard
 //! restore:          restore(snapshots, groups, owns)  into an empty backend (snapshot.rs)
 //! ```
 //!
@@ -31,6 +32,7 @@
 mod access;
 mod batch;
 mod firing;
+mod frozen;
 mod metrics;
 mod snapshot;
 
@@ -42,6 +44,7 @@ mod tests;
 pub use access::{KeyContext, KeyTimers};
 pub use batch::{DATA_AHEAD, SLOT_AHEAD};
 pub use firing::{AdvanceStep, FireError};
+pub use frozen::{FrozenBackend, FrozenSnapshot};
 pub use metrics::OperatorMetrics;
 pub use snapshot::{BackendSnapshot, RestoreStats, SnapshotError, WatermarkOnRestore};
 

@@ -22,8 +22,6 @@
 //! The encoding is serde's, in postcard's format, behind a format version
 //! ([`BackendSnapshot::VERSION`]); decoding arbitrary bytes gives an error, never a panic.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -59,18 +57,18 @@ pub struct BackendSnapshot {
 /// The keys of one key group in a [`BackendSnapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct KeyGroupSnapshot {
-    key_group: u32,
-    keys: Vec<KeySnapshot>,
+    pub(super) key_group: u32,
+    pub(super) keys: Vec<KeySnapshot>,
 }
 
 /// One key: its canonical bytes, its state rows `(state index, encoded row)`, its pending timers
 /// `(timestamp, registration order)` per domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct KeySnapshot {
-    key: Vec<u8>,
-    rows: Vec<(u32, Vec<u8>)>,
-    event_timers: Vec<(Timestamp, u32)>,
-    processing_timers: Vec<(Timestamp, u32)>,
+    pub(super) key: Vec<u8>,
+    pub(super) rows: Vec<(u32, Vec<u8>)>,
+    pub(super) event_timers: Vec<(Timestamp, u32)>,
+    pub(super) processing_timers: Vec<(Timestamp, u32)>,
 }
 
 /// Why a snapshot could not be taken or restored.
@@ -172,6 +170,15 @@ impl BackendSnapshot {
     /// The format version this build writes and reads. Version 1: the layout above, postcard.
     pub const VERSION: u16 = 1;
 
+    pub(super) fn new(
+        watermark: Timestamp,
+        processing_time: Timestamp,
+        states: Vec<StateInfo>,
+        groups: Vec<KeyGroupSnapshot>,
+    ) -> Self {
+        BackendSnapshot { version: Self::VERSION, watermark, processing_time, states, groups }
+    }
+
     /// The encoded snapshot (postcard, version first).
     pub fn to_bytes(&self) -> Vec<u8> {
         // Every field is a plain integer, string, byte vector or sequence: postcard cannot fail.
@@ -241,7 +248,8 @@ impl BackendSnapshot {
 
 impl<K: Key> KeyedBackend<K> {
     /// A snapshot of every key that has state or pending timers, by key group
-    /// ([`BackendSnapshot`]). Taken between records, never during a timer advance.
+    /// ([`BackendSnapshot`]): the backend [frozen](Self::freeze), then built into the tree.
+    /// Taken between records, never during a timer advance.
     ///
     /// # Errors
     ///
@@ -249,42 +257,7 @@ impl<K: Key> KeyedBackend<K> {
     /// state is being accessed (only possible from inside a state callback) or a value does not
     /// encode.
     pub fn snapshot(&self) -> Result<BackendSnapshot, SnapshotError> {
-        if self.advance.is_some() {
-            return Err(SnapshotError::AdvanceInProgress);
-        }
-        let states = self.state.snapshot_states();
-        let mut groups: BTreeMap<u32, Vec<KeySnapshot>> = BTreeMap::new();
-        let mut key_bytes = Vec::new();
-        for (id, key) in self.keys.iter() {
-            let mut rows = Vec::new();
-            self.state.snapshot_rows(id, &mut rows)?;
-            let event_timers = timers_in_order(&self.event_timers, id);
-            let processing_timers = timers_in_order(&self.processing_timers, id);
-            if rows.is_empty() && event_timers.is_empty() && processing_timers.is_empty() {
-                continue;
-            }
-            key_bytes.clear();
-            key.write_canonical(&mut key_bytes);
-            let group = self.groups.get(id as usize).map_or(0, |&g| u32::from(g));
-            groups.entry(group).or_default().push(KeySnapshot {
-                key: key_bytes.clone(),
-                rows,
-                event_timers,
-                processing_timers,
-            });
-        }
-        rank_orders(&mut groups, |k| &mut k.event_timers);
-        rank_orders(&mut groups, |k| &mut k.processing_timers);
-        Ok(BackendSnapshot {
-            version: BackendSnapshot::VERSION,
-            watermark: self.watermark,
-            processing_time: self.processing_time,
-            states,
-            groups: groups
-                .into_iter()
-                .map(|(key_group, keys)| KeyGroupSnapshot { key_group, keys })
-                .collect(),
-        })
+        self.freeze()?.snapshot()
     }
 
     /// Restores the key groups for which `owns` is true from `snapshots` (one per old shard, in
@@ -394,29 +367,4 @@ impl<K: Key> KeyedBackend<K> {
         self.set_group(id, actual);
         Ok(id)
     }
-}
-
-/// Replaces one domain's registration orders by their ranks `0..n`, so that a snapshot depends
-/// only on the order of the pending timers, not on how many registrations came before them.
-fn rank_orders(
-    groups: &mut BTreeMap<u32, Vec<KeySnapshot>>,
-    timers: impl Fn(&mut KeySnapshot) -> &mut Vec<(Timestamp, u32)>,
-) {
-    let mut orders: Vec<u32> =
-        groups.values_mut().flatten().flat_map(|k| timers(k).iter().map(|t| t.1)).collect();
-    orders.sort_unstable();
-    for key in groups.values_mut().flatten() {
-        for t in timers(key).iter_mut() {
-            // Orders are distinct (one per registration): the search finds it.
-            t.1 = orders.binary_search(&t.1).unwrap_or(0) as u32;
-        }
-    }
-}
-
-/// `key`'s pending timers in `wheel`, as `(timestamp, registration order)`, by order.
-fn timers_in_order(wheel: &crate::timer::TimerWheel, key: KeyId) -> Vec<(Timestamp, u32)> {
-    let mut out = Vec::new();
-    wheel.for_each_of_key_in_order(key, |ts, order| out.push((ts, order)));
-    out.sort_unstable_by_key(|t| t.1);
-    out
 }

@@ -10,13 +10,15 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// What a value kept in keyed state must be: cloneable (reads hand out owned values) and
+/// What a value kept in keyed state must be: cloneable (reads hand out owned values),
 /// serializable, so that a checkpoint can store it and a restore rebuild it (Flink's type
-/// serializers). Implemented for every `Clone + Serialize + DeserializeOwned + 'static` type:
-/// derive `serde::Serialize` and `serde::Deserialize` on your own state types.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + 'static {}
+/// serializers), and `Send`, so that a checkpoint can encode the rows it froze at a barrier on
+/// another thread than the shard's. Implemented for every
+/// `Clone + Serialize + DeserializeOwned + Send + 'static` type: derive `serde::Serialize` and
+/// `serde::Deserialize` on your own state types.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
 
-impl<T: Clone + Serialize + DeserializeOwned + 'static> StateValue for T {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
 
 /// A state row that could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

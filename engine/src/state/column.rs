@@ -108,11 +108,22 @@ pub(super) trait ErasedColumn {
     /// Appends where the column's rows live (its row vector, and its timestamps with TTL), for
     /// the batch prefetch.
     fn row_regions(&self, out: &mut Vec<RowRegion>);
+    /// A copy of the column's rows, for a checkpoint to encode off the shard (the values are
+    /// cloned; the column's function and indexes are not).
+    fn freeze(&self) -> Box<dyn FrozenColumn>;
+    /// Replaces `key`'s row with the one `bytes` encodes (a restore).
+    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError>;
+}
+
+/// A column's rows as a snapshot encodes them: frozen at a checkpoint barrier
+/// ([`ErasedColumn::freeze`]) and encoded on the checkpoint thread, so the shard pays only for
+/// the copy.
+pub(super) trait FrozenColumn: Send {
+    /// Whether `key`'s row holds a value.
+    fn has_row(&self, key: KeyId) -> bool;
     /// Appends `key`'s row in the snapshot encoding (`state/codec.rs`), with its TTL timestamps;
     /// returns false, appending nothing, when the row is empty.
     fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError>;
-    /// Replaces `key`'s row with the one `bytes` encodes (a restore).
-    fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError>;
 }
 
 /// The error of a row whose TTL timestamps do not match its state's TTL setting.
@@ -140,6 +151,7 @@ pub(super) enum Visible<'a, T> {
 ///
 /// Invariants: `stamps` is empty when `ttl` is `None`, else `stamps.len() == rows.len()`;
 /// `live` is the number of `Some` rows.
+#[derive(Clone)]
 pub(super) struct Cells<T> {
     rows: Vec<Option<T>>,
     stamps: Vec<Timestamp>,
@@ -317,13 +329,8 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
         }
     }
 
-    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-        let i = row(key);
-        let Some(Some(value)) = self.rows.get(i) else {
-            return Ok(false);
-        };
-        encode(&(self.stamps.get(i), value), out)?;
-        Ok(true)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        Box::new(self.clone())
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -333,5 +340,20 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
         }
         self.put(key, stamp.unwrap_or(0), value);
         Ok(())
+    }
+}
+
+impl<T: StateValue> FrozenColumn for Cells<T> {
+    fn has_row(&self, key: KeyId) -> bool {
+        ErasedColumn::has_row(self, key)
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let i = row(key);
+        let Some(Some(value)) = self.rows.get(i) else {
+            return Ok(false);
+        };
+        encode(&(self.stamps.get(i), value), out)?;
+        Ok(true)
     }
 }

@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use super::codec::{CodecError, StateValue, decode, encode};
 use super::column::{
-    Column, ErasedColumn, debug_handle, emptied as count_emptied, open, row, ttl_mismatch,
+    Column, ErasedColumn, FrozenColumn, debug_handle, emptied as count_emptied, open, row,
+    ttl_mismatch,
 };
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
@@ -20,6 +21,7 @@ const KIND: &str = "ListState";
 ///
 /// Invariants: `stamps` is empty without TTL, else `stamps.len() == rows.len()` and every
 /// `stamps[i].len() == rows[i].len()`; `live` is the number of non-empty rows.
+#[derive(Clone)]
 pub(super) struct ListColumn<T> {
     rows: Vec<Vec<T>>,
     stamps: Vec<Vec<Timestamp>>,
@@ -188,13 +190,8 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
         }
     }
 
-    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-        let i = row(key);
-        let Some(items) = self.rows.get(i).filter(|r| !r.is_empty()) else {
-            return Ok(false);
-        };
-        encode(&(items, self.stamps.get(i)), out)?;
-        Ok(true)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        Box::new(self.clone())
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -330,5 +327,20 @@ impl<T> Clone for ListState<T> {
 impl<T> fmt::Debug for ListState<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_handle(f, KIND, &self.column)
+    }
+}
+
+impl<T: StateValue> FrozenColumn for ListColumn<T> {
+    fn has_row(&self, key: KeyId) -> bool {
+        ErasedColumn::has_row(self, key)
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let i = row(key);
+        let Some(items) = self.rows.get(i).filter(|r| !r.is_empty()) else {
+            return Ok(false);
+        };
+        encode(&(items, self.stamps.get(i)), out)?;
+        Ok(true)
     }
 }

@@ -11,7 +11,8 @@ use hashbrown::HashTable;
 
 use super::codec::{CodecError, StateValue, decode, encode};
 use super::column::{
-    Column, ErasedColumn, debug_handle, emptied as count_emptied, open, row, ttl_mismatch,
+    Column, ErasedColumn, FrozenColumn, debug_handle, emptied as count_emptied, open, row,
+    ttl_mismatch,
 };
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
@@ -316,13 +317,13 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
         out.push(crate::prefetch::RowRegion::of(&self.rows));
     }
 
-    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-        let Some(map) = self.rows.get(row(key)).and_then(|r| r.as_deref()) else {
-            return Ok(false);
-        };
-        let stamps = self.ttl.is_some().then_some(&map.stamps);
-        encode(&(&map.entries, stamps), out)?;
-        Ok(true)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| r.as_deref().map(|m| (m.entries.clone(), m.stamps.clone())))
+            .collect();
+        Box::new(FrozenMap { rows, ttl: self.ttl.is_some() })
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -557,5 +558,29 @@ impl<K, V> Clone for MapState<K, V> {
 impl<K, V> fmt::Debug for MapState<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_handle(f, KIND, &self.column)
+    }
+}
+
+/// One frozen map row: its entries and their TTL timestamps (empty without TTL).
+type FrozenMapRow<K, V> = (Vec<(K, V)>, Vec<Timestamp>);
+
+/// A map column's entries (and TTL timestamps) frozen at a checkpoint barrier, without the rows'
+/// hash indexes.
+struct FrozenMap<K, V> {
+    rows: Vec<Option<FrozenMapRow<K, V>>>,
+    ttl: bool,
+}
+
+impl<K: StateValue, V: StateValue> FrozenColumn for FrozenMap<K, V> {
+    fn has_row(&self, key: KeyId) -> bool {
+        self.rows.get(row(key)).is_some_and(Option::is_some)
+    }
+
+    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
+        let Some((entries, stamps)) = self.rows.get(row(key)).and_then(Option::as_ref) else {
+            return Ok(false);
+        };
+        encode(&(entries, self.ttl.then_some(stamps)), out)?;
+        Ok(true)
     }
 }

@@ -77,6 +77,7 @@
 mod codec;
 mod column;
 mod descriptor;
+mod frozen;
 mod list;
 mod map;
 mod reducing;
@@ -93,6 +94,7 @@ pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,
 };
+pub use frozen::FrozenStates;
 pub use list::ListState;
 pub use map::MapState;
 pub use reducing::{AggregatingState, ReducingState};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::codec::{CodecError, StateValue};
-use super::column::{Cells, Column, ErasedColumn, Visible, debug_handle, open};
+use super::column::{Cells, Column, ErasedColumn, FrozenColumn, Visible, debug_handle, open};
 use super::descriptor::{AggregateFunction, ReduceFn, ReduceFunction};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
@@ -21,7 +21,7 @@ macro_rules! erased_via_cells {
             self.cells.entries()
         }
         fn has_row(&self, key: KeyId) -> bool {
-            self.cells.has_row(key)
+            ErasedColumn::has_row(&self.cells, key)
         }
         fn clear_row(&mut self, key: KeyId) {
             self.cells.clear_row(key);
@@ -41,8 +41,8 @@ macro_rules! erased_via_cells {
         fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
             self.cells.row_regions(out);
         }
-        fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-            self.cells.encode_row(key, out)
+        fn freeze(&self) -> Box<dyn FrozenColumn> {
+            self.cells.freeze()
         }
         fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
             self.cells.decode_row(key, bytes)

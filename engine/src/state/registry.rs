@@ -16,6 +16,7 @@ use super::descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,
 };
+use super::frozen::FrozenStates;
 use super::list::ListColumn;
 use super::map::MapColumn;
 use super::reducing::{AggregatingColumn, ReducingColumn};
@@ -394,45 +395,26 @@ impl StateRegistry {
         }
     }
 
-    /// The states a snapshot holds: the registered ones in registration order, then those restored
-    /// but not registered. [`snapshot_rows`](Self::snapshot_rows) refers to them by index.
-    pub fn snapshot_states(&self) -> Vec<StateInfo> {
-        let registered = self.states.iter().map(|s| StateInfo {
-            name: s.name.clone(),
-            kind: s.kind,
-            ttl: s.ttl.is_some(),
-        });
-        registered.chain(self.restored.iter().map(|r| r.info.clone())).collect()
-    }
-
-    /// Appends `(state index, encoded row)` for every state holding a row for `key` (indexes into
-    /// [`snapshot_states`](Self::snapshot_states)).
+    /// A copy of every state's rows for a checkpoint, encoded later off the shard
+    /// ([`FrozenStates`]): the registered states in registration order, then those restored but
+    /// not registered.
     ///
     /// # Errors
     ///
-    /// A value that serde cannot encode (for example a map with non-string keys in a format
-    /// that needs them; postcard has no such limit, so this is rare).
-    pub fn snapshot_rows(
-        &self,
-        key: KeyId,
-        out: &mut Vec<(u32, Vec<u8>)>,
-    ) -> Result<(), StateError> {
-        for (i, state) in self.states.iter().enumerate() {
+    /// [`StateError::Reentrant`] if a state is being accessed (only possible from inside a state
+    /// callback).
+    pub fn freeze(&self) -> Result<FrozenStates, StateError> {
+        let mut registered = Vec::with_capacity(self.states.len());
+        for state in &self.states {
             let Ok(column) = state.column.data.try_borrow() else {
                 return Err(StateError::Reentrant { name: state.name.clone() });
             };
-            let mut bytes = Vec::new();
-            if column.encode_row(key, &mut bytes).map_err(|e| encode_error(&state.name, e))? {
-                out.push((i as u32, bytes));
-            }
+            let info =
+                StateInfo { name: state.name.clone(), kind: state.kind, ttl: state.ttl.is_some() };
+            registered.push((info, column.freeze()));
         }
-        let registered = self.states.len();
-        for (i, restored) in self.restored.iter().enumerate() {
-            if let Some(bytes) = restored.rows.get(&key) {
-                out.push(((registered + i) as u32, bytes.clone()));
-            }
-        }
-        Ok(())
+        let restored = self.restored.iter().map(|r| (r.info.clone(), r.rows.clone())).collect();
+        Ok(FrozenStates::new(registered, restored))
     }
 
     /// Restores `key`'s row of the state `info` describes: decoded into the state if it is
@@ -504,13 +486,6 @@ fn check_restore(snapshot: &StateInfo, registered: &StateInfo) -> Result<(), Sta
 
 fn restore_error(name: &str, key: KeyId, e: CodecError) -> StateError {
     StateError::Restore { name: name.to_string(), reason: format!("the row of key id {key}: {e}") }
-}
-
-fn encode_error(name: &str, e: CodecError) -> StateError {
-    StateError::Restore {
-        name: name.to_string(),
-        reason: format!("a value could not be encoded: {e}"),
-    }
 }
 
 /// The description of a registration, for [`StateError::IncompatibleDescriptor`].

@@ -4,7 +4,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::codec::{CodecError, StateValue};
-use super::column::{Cells, Column, ErasedColumn, Visible, debug_handle, open};
+use super::column::{Cells, Column, ErasedColumn, FrozenColumn, Visible, debug_handle, open};
 use super::{KeyedScope, StateError};
 use crate::key::KeyId;
 use crate::time::Timestamp;
@@ -19,7 +19,7 @@ impl<T: StateValue> ErasedColumn for ValueColumn<T> {
         self.0.entries()
     }
     fn has_row(&self, key: KeyId) -> bool {
-        self.0.has_row(key)
+        ErasedColumn::has_row(&self.0, key)
     }
     fn clear_row(&mut self, key: KeyId) {
         self.0.clear_row(key);
@@ -39,8 +39,8 @@ impl<T: StateValue> ErasedColumn for ValueColumn<T> {
     fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
         self.0.row_regions(out);
     }
-    fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-        self.0.encode_row(key, out)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        self.0.freeze()
     }
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
         self.0.decode_row(key, bytes)

@@ -36,7 +36,7 @@ impl KeyRecord {
 
 /// The timers of a key beyond its first: up to [`SPILL_INLINE`] in place (one read, no
 /// allocation), a random-seeded hash map for keys with more.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Spill {
     Small { len: u32, at: [u64; SPILL_INLINE], seq: [u32; SPILL_INLINE] },
     Large(HashMap<u64, u32, ahash::RandomState>),
@@ -138,7 +138,7 @@ impl Spill {
 }
 
 /// Every key's live timers: the dedup index and the liveness test of entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct KeyIndex {
     pub(super) records: Vec<KeyRecord>,
     pub(super) spills: Vec<Spill>,

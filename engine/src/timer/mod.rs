@@ -164,6 +164,7 @@
 //! | `reference.rs`  | [`ReferenceTimers`]                                                       |
 
 mod compaction;
+mod frozen;
 mod invariants;
 mod key_index;
 mod list;
@@ -175,6 +176,7 @@ mod wheel;
 #[cfg(test)]
 mod tests;
 
+pub use frozen::FrozenTimers;
 pub use reference::ReferenceTimers;
 pub use wheel::{RegistrationMark, TimerWheel};
 

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::compaction::{Compactor, ListId};
+use super::frozen::{FrozenTimers, in_order};
 use super::key_index::{KeyIndex, NO_SEQ, SPILLED};
 use super::list::Entry;
 use super::lookahead::{LOOKAHEAD, Lookahead};
@@ -368,13 +369,14 @@ impl TimerWheel {
     /// `order` ranks the store's pending timers by registration, oldest first (over the last
     /// 2^32 - 2 registrations). A snapshot records it so that a restore registers timers in the
     /// same order, which keeps equal timestamps firing in registration order.
-    pub fn for_each_of_key_in_order(&self, key: KeyId, mut f: impl FnMut(Timestamp, u32)) {
-        let next = self.seq.next;
-        self.keys.for_each_with_seq(key, |at, seq| {
-            // Sequence numbers run 0..SPILLED and wrap; those at or above `next` are older.
-            let order = if seq >= next { seq - next } else { seq + (SPILLED - next) };
-            f(timestamp(at), order);
-        });
+    pub fn for_each_of_key_in_order(&self, key: KeyId, f: impl FnMut(Timestamp, u32)) {
+        in_order(&self.keys, self.seq.next, key, f);
+    }
+
+    /// A copy of the pending timers by key, for a checkpoint to read off the shard: the key
+    /// index only (24 bytes per key id), not the tiers.
+    pub fn freeze(&self) -> FrozenTimers {
+        FrozenTimers::new(self.keys.clone(), self.seq.next)
     }
 
     /// Calls `f` with every pending timer, in no particular order (for snapshots).

@@ -289,7 +289,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
 /// to the main and side outputs. Out of line: rare, and kept out of the record loop's code.
 #[cold]
 #[inline(never)]
-fn on_barrier<K: pinwheel_engine::key::Key, O>(
+fn on_barrier<K: pinwheel_engine::key::Key + Send, O>(
     backend: &KeyedBackend<K>,
     checkpoints: Option<&(Arc<Coordinator>, Arc<str>)>,
     names: &Names,
@@ -299,8 +299,8 @@ fn on_barrier<K: pinwheel_engine::key::Key, O>(
 ) -> Result<(), PipelineError> {
     if let Some((coordinator, id)) = checkpoints {
         let started = Instant::now();
-        let snapshot = backend.snapshot().map_err(|e| names.snapshot(e))?;
-        coordinator.keyed_snapshot(b.id, names.shard, id, &snapshot, started)?;
+        let frozen = backend.freeze().map_err(|e| names.snapshot(e))?;
+        coordinator.keyed_frozen(b.id, names.shard, id, Box::new(frozen), started);
     }
     out.push(StreamElement::Barrier(b));
     side.push_barrier(b);

@@ -25,8 +25,10 @@
 //! error, not silently dropped (Flink's `allowNonRestoredState` is off by default too).
 //!
 //! **What a barrier costs a shard.** One atomic load per source pull while no checkpoint is
-//! pending; at a barrier, the keyed operators' snapshots (a copy of the live keys' state,
-//! encoded), measured as the stall in [`CheckpointStats`].
+//! pending; at a barrier, the keyed operators' freezes (a copy of the live keys, state rows and
+//! timers' key index, [`KeyedBackend::freeze`](pinwheel_engine::keyed::KeyedBackend::freeze)),
+//! measured as the stall in [`CheckpointStats`]. The checkpoint thread encodes the copies by key
+//! group while the shards go on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -38,10 +40,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pinwheel_engine::checkpoint::{
     CheckpointDir, CheckpointError, CheckpointKind, Decoder, Encoder, KEYED_SECTION, Manifest,
-    ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section, keyed_snapshots,
-    shard_file_name, write_manifest, write_shard_file,
+    ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section_frozen,
+    keyed_snapshots, shard_file_name, write_manifest, write_shard_file,
 };
-use pinwheel_engine::keyed::{BackendSnapshot, WatermarkOnRestore};
+use pinwheel_engine::keyed::{BackendSnapshot, FrozenSnapshot, WatermarkOnRestore};
 use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 
@@ -121,9 +123,10 @@ pub struct CheckpointStats {
     pub last_bytes: u64,
     /// Bytes written, over every checkpoint.
     pub bytes_written: u64,
-    /// Time spent writing files (shard files, manifests, syncs).
+    /// Time spent encoding the frozen state and writing files (shard files, manifests, syncs),
+    /// on the checkpoint thread.
     pub write_time: Duration,
-    /// Every shard's stall at every barrier: how long its keyed operators' snapshots took, in
+    /// Every shard's stall at every barrier: how long freezing its keyed operators took, in
     /// microseconds.
     pub stalls_us: Vec<u64>,
 }
@@ -144,6 +147,8 @@ struct Restored {
 #[derive(Debug, Default)]
 struct ShardPart {
     sections: Vec<(u8, Vec<u8>)>,
+    /// The keyed operators' frozen backends, encoded into sections when the file is written.
+    keyed: Vec<(Arc<str>, Box<dyn FrozenSnapshot>)>,
     acks: usize,
 }
 
@@ -382,25 +387,23 @@ impl Coordinator {
         self.progress().ended_sources.insert((shard, ordinal), position);
     }
 
-    /// A keyed operator's snapshot at barrier `id`, taken from `started` on (the shard's stall
-    /// lasts until it is encoded).
-    pub(crate) fn keyed_snapshot(
+    /// A keyed operator's backend frozen at barrier `id`, from `started` on (the shard's stall
+    /// lasts until now); the checkpoint thread encodes it.
+    pub(crate) fn keyed_frozen(
         &self,
         id: u64,
         shard: usize,
-        operator: &str,
-        snapshot: &BackendSnapshot,
+        operator: &Arc<str>,
+        frozen: Box<dyn FrozenSnapshot>,
         started: Instant,
-    ) -> Result<(), PipelineError> {
-        let section = keyed_section(operator, snapshot)?;
+    ) {
         let stall = started.elapsed();
         let mut p = self.progress();
         p.stats.stalls_us.push(stall.as_micros() as u64);
         if id <= p.handed_out {
-            return Ok(());
+            return;
         }
-        self.part(&mut p, id, shard).sections.push((KEYED_SECTION, section));
-        Ok(())
+        self.part(&mut p, id, shard).keyed.push((operator.clone(), frozen));
     }
 
     /// A root on `shard` received barrier `id` (its sink has acted on it).
@@ -474,8 +477,12 @@ impl Coordinator {
                 .range_for_shard(shard, self.shards)
                 .map_err(|e| CheckpointError::InvalidArgument(e.to_string()))?;
             let meta = ShardFileMeta::new(c.id, shard as u32, self.shards as u32, range);
+            let mut keyed = Vec::with_capacity(part.keyed.len());
+            for (operator, frozen) in &part.keyed {
+                keyed.push((KEYED_SECTION, keyed_section_frozen(operator, frozen.as_ref())?));
+            }
             let sections: Vec<(u8, &[u8])> =
-                part.sections.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+                keyed.iter().chain(&part.sections).map(|(k, b)| (*k, b.as_slice())).collect();
             let written = write_shard_file(&self.dir, &meta, &sections, &options)?;
             bytes += written.size;
             shards.push(ManifestShard::new(shard as u32, range, &written, 0));
