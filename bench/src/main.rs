@@ -448,15 +448,11 @@ impl Common {
         line.add("peak_rss_bytes", self.peak_rss.map_or(-1, |b| b as i64));
         line.add("huge_pages", s.huge_pages.name());
         if let Some(c) = &self.checkpoints {
-            let mut stalls = c.stalls_us.clone();
-            stalls.sort_unstable();
-            let at = |q: f64| {
-                stalls.get(((stalls.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied()
-            };
+            let us = |d: std::time::Duration| d.as_micros();
             line.add("checkpoints", c.completed);
-            line.add("checkpoint_stall_p50_us", at(0.50).unwrap_or(0));
-            line.add("checkpoint_stall_p99_us", at(0.99).unwrap_or(0));
-            line.add("checkpoint_stall_max_us", stalls.last().copied().unwrap_or(0));
+            line.add("checkpoint_stall_p50_us", us(c.stalls.quantile(0.50)));
+            line.add("checkpoint_stall_p99_us", us(c.stalls.quantile(0.99)));
+            line.add("checkpoint_stall_max_us", us(c.stalls.max()));
             line.add("checkpoint_bytes", c.last_bytes);
             let write = c.write_time.as_secs_f64();
             let rate = if write > 0.0 { c.bytes_written as f64 / write } else { 0.0 };

@@ -47,6 +47,7 @@ use pinwheel_engine::keyed::{BackendSnapshot, FrozenSnapshot, WatermarkOnRestore
 use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 
+use super::stalls::Stalls;
 use crate::error::{ConfigError, PipelineError};
 
 /// The section kind of a source partition's position in a shard file.
@@ -126,9 +127,8 @@ pub struct CheckpointStats {
     /// Time spent encoding the frozen state and writing files (shard files, manifests, syncs),
     /// on the checkpoint thread.
     pub write_time: Duration,
-    /// Every shard's stall at every barrier: how long freezing its keyed operators took, in
-    /// microseconds.
-    pub stalls_us: Vec<u64>,
+    /// Every shard's stall at every barrier: how long freezing its keyed operators took.
+    pub stalls: Stalls,
 }
 
 /// What a restored checkpoint gives the operators and sources that build from it.
@@ -146,7 +146,8 @@ struct Restored {
 /// One shard's part of a pending checkpoint.
 #[derive(Debug, Default)]
 struct ShardPart {
-    sections: Vec<(u8, Vec<u8>)>,
+    /// Source positions by source ordinal.
+    sources: BTreeMap<u64, Vec<u8>>,
     /// The keyed operators' frozen backends, encoded into sections when the file is written.
     keyed: Vec<(Arc<str>, Box<dyn FrozenSnapshot>)>,
     acks: usize,
@@ -377,8 +378,7 @@ impl Coordinator {
         if id <= p.handed_out {
             return;
         }
-        let section = encode_position(ordinal, position);
-        self.part(&mut p, id, shard).sections.push((SOURCE_SECTION, section));
+        self.part(&mut p, id, shard).sources.insert(ordinal, position.to_vec());
     }
 
     /// Source `ordinal` on `shard` has ended at `position`: checkpoints it sends no more
@@ -399,7 +399,7 @@ impl Coordinator {
     ) {
         let stall = started.elapsed();
         let mut p = self.progress();
-        p.stats.stalls_us.push(stall.as_micros() as u64);
+        p.stats.stalls.record(stall);
         if id <= p.handed_out {
             return;
         }
@@ -444,13 +444,7 @@ impl Coordinator {
         p.handed_out = newest;
         // Ended sources record their final position.
         for (&(shard, ordinal), position) in &p.ended_sources {
-            let part = &mut pending.shards[shard];
-            let has = part.sections.iter().any(|(kind, bytes)| {
-                *kind == SOURCE_SECTION && decode_position(bytes).is_ok_and(|(o, _)| o == ordinal)
-            });
-            if !has {
-                part.sections.push((SOURCE_SECTION, encode_position(ordinal, position)));
-            }
+            pending.shards[shard].sources.entry(ordinal).or_insert_with(|| position.clone());
         }
         // The receiver lives in `self`: the send cannot fail.
         let _ = self.complete_tx.send(Some(Complete { id: newest, shards: pending.shards }));
@@ -481,8 +475,11 @@ impl Coordinator {
             for (operator, frozen) in &part.keyed {
                 keyed.push((KEYED_SECTION, keyed_section_frozen(operator, frozen.as_ref())?));
             }
+            let sources =
+                part.sources.iter().map(|(&o, p)| (SOURCE_SECTION, encode_position(o, p)));
+            keyed.extend(sources);
             let sections: Vec<(u8, &[u8])> =
-                keyed.iter().chain(&part.sections).map(|(k, b)| (*k, b.as_slice())).collect();
+                keyed.iter().map(|(k, b)| (*k, b.as_slice())).collect();
             let written = write_shard_file(&self.dir, &meta, &sections, &options)?;
             bytes += written.size;
             shards.push(ManifestShard::new(shard as u32, range, &written, 0));

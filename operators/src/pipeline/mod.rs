@@ -85,6 +85,7 @@ pub mod side;
 mod sink;
 mod source;
 mod stage;
+mod stalls;
 mod transform;
 mod watermark;
 
@@ -100,6 +101,7 @@ pub use side::BranchStats;
 pub use sink::{Disconnected, ElementSink, FnSink, Sink, VecSink};
 pub use source::{ElementSource, ElementsStage, IterSource, Source, SourceStage, Untimed};
 pub use stage::{BATCH, Stage, StagePlan, Status};
+pub use stalls::Stalls;
 pub use watermark::{
     BoundedOutOfOrderness, IDLE_EMIT_INTERVAL_MS, RecordTimestamp, TimestampAssigner,
     WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WithIdleness,
