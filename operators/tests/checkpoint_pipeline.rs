@@ -236,10 +236,23 @@ fn records(elements: &[StreamElement<(u64, i64, u64)>]) -> Vec<(u64, i64, u64)> 
     elements.iter().filter_map(|e| e.value().copied()).collect()
 }
 
-/// What each shard emitted before barrier `id`.
-fn before_barrier(per_shard: &[Vec<StreamElement<Out>>], id: u64) -> Vec<(u64, i64, u64)> {
+/// What each shard emitted before barrier `id`; everything for the run's final checkpoint
+/// `last`, which is taken after the end and has no barrier.
+fn before_barrier(
+    per_shard: &[Vec<StreamElement<Out>>],
+    id: u64,
+    last: u64,
+) -> Vec<(u64, i64, u64)> {
     let mut out = Vec::new();
     for elements in per_shard {
+        if id == last {
+            assert!(
+                !elements.iter().any(|e| matches!(e, StreamElement::Barrier(b) if b.id == id)),
+                "the final checkpoint has no barrier"
+            );
+            out.extend(records(elements));
+            continue;
+        }
         let at = elements
             .iter()
             .position(|e| matches!(e, StreamElement::Barrier(b) if b.id == id))
@@ -274,6 +287,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The complete checkpoints in `dir` (those with a manifest), ascending.
+fn completed(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("MANIFEST-").and_then(|n| n.parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Removes the manifests of the checkpoints after `id`, so that `id` is the newest complete one.
 fn keep_up_to(dir: &Path, id: u64) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -298,10 +324,11 @@ fn restored_runs_on_1_2_and_4_shards_complete_the_output_exactly() {
     assert_eq!(restored_from, None, "a fresh directory has nothing to restore");
     let last = last.expect("the gated source waits for barriers, so checkpoints complete");
     assert!(last >= 4, "four gates, four barriers at least: {last}");
-    // The newest, and checkpoint 2, whose barrier the source emitted before its second gate:
-    // mid-stream, with windows open.
-    for id in [last, 2] {
-        let committed = before_barrier(&first, id);
+    // The final one (taken after the end), the last periodic one, and checkpoint 2, whose
+    // barrier the source emitted before its second gate: mid-stream, with windows open.
+    let periodic = completed(&dir).into_iter().filter(|&id| id < last).max().unwrap();
+    for id in [last, periodic, 2] {
+        let committed = before_barrier(&first, id, last);
         for shards in [1, 2, 4] {
             let copy = fresh_dir(&format!("rescale-{id}-{shards}"));
             copy_dir(&dir, &copy);
@@ -318,6 +345,28 @@ fn restored_runs_on_1_2_and_4_shards_complete_the_output_exactly() {
 }
 
 #[test]
+fn a_completed_run_ends_with_a_final_checkpoint_from_which_a_rerun_has_nothing_to_do() {
+    let dir = fresh_dir("final");
+    let (first, last, _) = run(2, Some(&dir), 2).unwrap();
+    let last = last.unwrap();
+    let barriers: Vec<u64> = first[0]
+        .iter()
+        .filter_map(|e| match e {
+            StreamElement::Barrier(b) => Some(b.id),
+            _ => None,
+        })
+        .collect();
+    assert!(!barriers.contains(&last), "the final checkpoint {last} follows the end: {barriers:?}");
+    assert!(barriers.iter().all(|&b| b < last), "{barriers:?} then {last}");
+    // The same job again: it restores the final checkpoint and emits nothing a second time.
+    let (second, again, from) = run(2, Some(&dir), 0).unwrap();
+    assert_eq!(from, Some(last));
+    assert_eq!(second.iter().map(|e| records(e).len()).sum::<usize>(), 0);
+    assert!(again > Some(last), "and ends with its own final checkpoint: {again:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn every_checkpoint_of_a_run_restores_to_the_same_result() {
     // Not only the newest: restoring each checkpoint of the run in turn completes the output.
     let (reference, _, _) = run(2, None, 0).unwrap();
@@ -326,13 +375,13 @@ fn every_checkpoint_of_a_run_restores_to_the_same_result() {
     let (first, last, _) = run(2, Some(&dir), 6).unwrap();
     let last = last.unwrap();
     assert!(last >= 6, "six gates, six barriers at least: {last}");
-    for id in 1..=last {
+    for id in completed(&dir) {
         let copy = fresh_dir(&format!("each-{id}"));
         copy_dir(&dir, &copy);
         keep_up_to(&copy, id);
         let (second, _, from) = run(2, Some(&copy), 0).unwrap();
         assert_eq!(from, Some(id));
-        let mut all = before_barrier(&first, id);
+        let mut all = before_barrier(&first, id, last);
         all.extend(second.iter().flat_map(|e| records(e)));
         assert_eq!(sorted(all), reference, "restored from checkpoint {id}");
         let _ = std::fs::remove_dir_all(&copy);
@@ -355,7 +404,9 @@ fn a_source_that_cannot_resume_is_refused_with_checkpoints_on() {
 fn state_no_operator_claims_is_an_error() {
     let dir = fresh_dir("unclaimed");
     let (_, last, _) = run(1, Some(&dir), 2).unwrap();
-    assert!(last.is_some());
+    // The last periodic checkpoint has the operator's state (the final one has none).
+    let periodic = completed(&dir).into_iter().filter(|&id| id < last.unwrap()).max().unwrap();
+    keep_up_to(&dir, periodic);
     // The same job with the operator renamed: its state has no taker.
     let pipeline = Pipeline::new()
         .shards(1)

@@ -555,8 +555,13 @@ impl Coordinator {
 
     /// Stops the checkpoint thread after the shards have ended; returns the run's checkpoint
     /// figures, or the error that stopped checkpointing. A checkpoint whose parts had all
-    /// arrived is written first.
-    pub(crate) fn finish(&self, thread: JoinHandle<()>) -> Result<CheckpointStats, PipelineError> {
+    /// arrived is written first. If the run `completed` (every shard ended without an error),
+    /// a final checkpoint follows ([`final_checkpoint`](Self::final_checkpoint)).
+    pub(crate) fn finish(
+        &self,
+        thread: JoinHandle<()>,
+        completed: bool,
+    ) -> Result<CheckpointStats, PipelineError> {
         // The receiver lives in `self`: the send cannot fail.
         let _ = self.complete_tx.send(None);
         let _ = thread.join();
@@ -566,11 +571,38 @@ impl Coordinator {
                 break;
             }
         }
+        if completed && self.progress().error.is_none() {
+            if let Some(c) = self.final_checkpoint() {
+                if let Err(e) = self.write(c) {
+                    self.progress().error.get_or_insert(e);
+                }
+            }
+        }
         let mut p = self.progress();
         if let Some(e) = p.error.take() {
             return Err(e.into());
         }
         Ok(p.stats.clone())
+    }
+
+    /// The final checkpoint of a run that completed, as Flink takes one when a bounded job
+    /// finishes: every source at its end, no keyed state (every operator has finished: its
+    /// event-time timers fired at the final watermark). A later run restores it and has nothing
+    /// left to do, instead of replaying the input after the last periodic checkpoint and
+    /// emitting its output a second time. None unless every root has finished.
+    fn final_checkpoint(&self) -> Option<Complete> {
+        let mut p = self.progress();
+        if p.finished_roots.iter().any(|&f| f < self.roots) {
+            return None;
+        }
+        let id = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut shards: Vec<ShardPart> = (0..self.shards).map(|_| ShardPart::default()).collect();
+        for (&(shard, ordinal), position) in &p.ended_sources {
+            shards[shard].sources.insert(ordinal, position.clone());
+        }
+        p.pending.clear();
+        p.handed_out = id;
+        Some(Complete { id, shards })
     }
 }
 

@@ -129,7 +129,7 @@ impl<'a> Shared<'a> {
         let Some(c) = &self.checkpoints else { return f().map(|r| (r, None)) };
         let thread = c.start()?;
         let result = f();
-        let stats = c.finish(thread);
+        let stats = c.finish(thread, result.is_ok());
         match (result, stats) {
             (Ok(r), Ok(stats)) => Ok((r, Some(stats))),
             (Err(PipelineError::Stopped), Err(e)) | (Ok(_), Err(e)) => Err(e),
