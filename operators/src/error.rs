@@ -123,6 +123,14 @@ pub enum PipelineError {
         #[source]
         source: SinkError,
     },
+    /// An exactly-once sink's committer failed to recover its output at start or to commit it
+    /// after a checkpoint ([`Committer`](crate::pipeline::Committer)).
+    #[error("an exactly-once sink's commit failed: {source}")]
+    Commit {
+        /// The committer's error.
+        #[source]
+        source: SinkError,
+    },
     /// A source failed.
     #[error("the source on shard {shard} failed: {source}")]
     Source {

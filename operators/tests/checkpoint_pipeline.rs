@@ -4,6 +4,10 @@
 //! restored on 1, 2 and 4 shards from a checkpoint taken on 2 (docs/reliability.md §4, tests
 //! 8 and 9, in process; the crash tests kill real processes).
 //!
+//! Exactly-once files (the last tests): a crash after any checkpoint's manifest, before or
+//! after its commit, leaves committed output that the restored run completes to every record
+//! exactly once (the crash test of the driver kills real processes).
+//!
 //! The job is a tumbling-window sum per key with event-time timers and map state, over records
 //! with explicit watermarks that never make a record late: its output does not depend on when
 //! the watermarks reach the operators, only on the records, so the runs can be compared exactly.
@@ -16,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pinwheel_operators::pipeline::{
-    BuildContext, Checkpointing, Job, Pipeline, Sink, Stage, StagePlan, Status, Turn,
+    BuildContext, Checkpointing, ExactlyOnceFiles, FileSink, FileSinkError, Job, Pipeline, Sink,
+    Stage, StagePlan, Status, Turn,
 };
 use pinwheel_operators::{
     Collector, ConfigError, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
@@ -421,4 +426,180 @@ fn state_no_operator_claims_is_an_error() {
         .unwrap_err();
     assert!(matches!(&err, PipelineError::Config(ConfigError::CheckpointMismatch { .. })), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Exactly-once files: what the sinks wrote becomes visible only with a complete checkpoint, so
+// the committed output is every record once, whatever moment a crash came.
+
+/// Shard 0 counts barriers for the gates, as [`Recording`]; every shard writes exactly-once
+/// files.
+struct Gating {
+    files: FileSink<Out>,
+    seen: Option<Arc<AtomicU64>>,
+}
+
+impl Sink<Out> for Gating {
+    fn write(&mut self, e: StreamElement<Out>) -> Result<(), pinwheel_operators::SinkError> {
+        self.files.write(e)
+    }
+
+    fn on_barrier(&mut self, id: u64) -> Result<(), pinwheel_operators::SinkError> {
+        self.files.on_barrier(id)?;
+        if let Some(seen) = &self.seen {
+            seen.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), pinwheel_operators::SinkError> {
+        self.files.finish()
+    }
+}
+
+fn line(&(key, start, sum): &Out, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("{key},{start},{sum}\n").as_bytes());
+}
+
+/// A run into exactly-once files in `out` (its committer registered unless `register` is
+/// false), with checkpoints in `dir` if given (every millisecond while gates are left, else
+/// every hour: none but the final one); the newest complete checkpoint and the one restored.
+fn run_files(
+    shards: usize,
+    dir: Option<&Path>,
+    out: &Path,
+    gates: u64,
+    register: bool,
+) -> Result<(Option<u64>, Option<u64>), PipelineError> {
+    let interval = if gates > 0 { Duration::from_millis(1) } else { Duration::from_secs(3600) };
+    let files = ExactlyOnceFiles::new(out, line).unwrap();
+    let mut pipeline = Pipeline::new().shards(shards);
+    if register {
+        pipeline = pipeline.exactly_once(files.committer());
+    }
+    if let Some(dir) = dir {
+        pipeline =
+            pipeline.checkpointing(Checkpointing::new(dir).interval(interval).retention(1000));
+    }
+    let seen = Arc::new(AtomicU64::new(0));
+    let stream = pipeline
+        .from_source(Gated { seen: seen.clone(), gates })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    job.sink(stream, move |shard| Gating {
+        files: files.sink(shard),
+        seen: (shard.index == 0).then(|| seen.clone()),
+    });
+    let run = job.run()?;
+    let stats = run.checkpoints.clone();
+    Ok((stats.as_ref().and_then(|s| s.last_completed), stats.and_then(|s| s.restored_from)))
+}
+
+/// The committed output's lines, sorted; panics on a file of the directory that is not
+/// committed output (the sinks leave none behind once a run has completed).
+fn committed(out: &Path) -> Vec<String> {
+    for entry in std::fs::read_dir(out).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(name.starts_with("part-"), "{name} left in {}", out.display());
+    }
+    let mut lines: Vec<String> = ExactlyOnceFiles::<Out>::committed(out)
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+fn reference_lines() -> Vec<String> {
+    let (reference, _, _) = run(2, None, 0).unwrap();
+    let mut lines: Vec<String> = reference
+        .iter()
+        .flat_map(|e| records(e))
+        .map(|r| {
+            let mut b = Vec::new();
+            line(&r, &mut b);
+            String::from_utf8(b).unwrap().trim_end().to_string()
+        })
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn exactly_once_files_hold_every_record_once_after_a_crash_at_any_checkpoint() {
+    let reference = reference_lines();
+    assert_eq!(reference.len(), 195);
+    let (dir, out) = (fresh_dir("files-ck"), fresh_dir("files-out"));
+    let (last, _) = run_files(2, Some(&dir), &out, 4, true).unwrap();
+    let last = last.unwrap();
+    assert_eq!(committed(&out), reference, "a run without a crash");
+    // A crash just after checkpoint p's manifest, before its commit: parts of p and later are
+    // still pending (a later barrier may have passed the sinks already), and a shard was in the
+    // middle of a file. The restored run commits p's, removes the rest, and replays (taking no
+    // checkpoint but its final one, whose files follow p's).
+    let periodic: Vec<u64> = completed(&dir).into_iter().filter(|&id| id < last).collect();
+    assert!(periodic.len() >= 4, "four gates: {periodic:?}");
+    for &p in &periodic {
+        for shards in [1, 2, 4] {
+            let (d, o) =
+                (fresh_dir(&format!("files-ck-{p}")), fresh_dir(&format!("files-out-{p}")));
+            copy_dir(&dir, &d);
+            keep_up_to(&d, p);
+            std::fs::create_dir(&o).unwrap();
+            for part in ExactlyOnceFiles::<Out>::committed(&out).unwrap() {
+                let name = part.file_name().unwrap().to_str().unwrap().to_string();
+                let id: u64 = name["part-".len()..][..20].parse().unwrap();
+                let to =
+                    if id >= p { format!(".pending-{}", &name["part-".len()..]) } else { name };
+                std::fs::copy(&part, o.join(to)).unwrap();
+            }
+            std::fs::write(o.join(".inprogress-0001"), "9,9,9\n").unwrap();
+            let (_, from) = run_files(shards, Some(&d), &o, 0, true).unwrap();
+            assert_eq!(from, Some(p));
+            assert_eq!(committed(&o), reference, "crash after checkpoint {p}, {shards} shards");
+            // What the restored run wrote comes after p's files, in name order too.
+            for part in ExactlyOnceFiles::<Out>::committed(&o).unwrap() {
+                let name = part.file_name().unwrap().to_str().unwrap();
+                let id: u64 = name["part-".len()..][..20].parse().unwrap();
+                assert!(id > p || out.join(name).exists(), "{name} is new but not after {p}");
+            }
+            let _ = std::fs::remove_dir_all(&d);
+            let _ = std::fs::remove_dir_all(&o);
+        }
+    }
+    // Run again on the same directories: the final checkpoint is restored, nothing is written.
+    run_files(2, Some(&dir), &out, 0, true).unwrap();
+    assert_eq!(committed(&out), reference, "a rerun adds nothing");
+    // With new checkpoints, the committed output would be written again: refused.
+    let err = run_files(2, Some(&fresh_dir("files-ck-new")), &out, 0, true).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Commit { source }
+            if matches!(source.downcast_ref(), Some(FileSinkError::NewerOutput { .. }))),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn exactly_once_files_without_checkpoints_are_committed_at_the_end() {
+    let out = fresh_dir("files-plain");
+    run_files(2, None, &out, 0, true).unwrap();
+    assert_eq!(committed(&out), reference_lines());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn exactly_once_files_whose_committer_is_not_registered_are_an_error() {
+    let out = fresh_dir("files-unregistered");
+    let err = run_files(1, None, &out, 0, false).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Sink { source, .. }
+            if matches!(source.downcast_ref(), Some(FileSinkError::NotRegistered { .. }))),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

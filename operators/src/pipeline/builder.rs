@@ -9,6 +9,7 @@ use pinwheel_engine::time::{Clock, SystemClock};
 
 use super::DataStream;
 use super::checkpoint::Checkpointing;
+use super::commit::Committer;
 use super::push::{PushHandle, PushSource, push_source};
 use super::source::{ElementSource, IterSource, Source};
 use super::stage::StagePlan;
@@ -32,6 +33,8 @@ pub(crate) struct Env {
     pub(crate) idle: IdlePolicy,
     pub(crate) max_keys_per_shard: usize,
     pub(crate) checkpointing: Option<Checkpointing>,
+    /// The committers of the exactly-once sinks (commit.rs).
+    pub(crate) committers: Vec<Arc<dyn Committer>>,
 }
 
 impl Env {
@@ -47,6 +50,7 @@ impl Env {
             idle: IdlePolicy::default(),
             max_keys_per_shard: usize::MAX,
             checkpointing: None,
+            committers: Vec::new(),
         }
     }
 
@@ -68,6 +72,8 @@ impl Env {
             && self.idle == other.idle
             && self.max_keys_per_shard == other.max_keys_per_shard
             && self.checkpointing == other.checkpointing
+            && self.committers.len() == other.committers.len()
+            && self.committers.iter().zip(&other.committers).all(|(a, b)| Arc::ptr_eq(a, b))
             && Arc::ptr_eq(&self.clock, &other.clock)
     }
 }
@@ -166,6 +172,17 @@ impl Pipeline {
     /// [`Checkpointing`] and docs/reliability.md.
     pub fn checkpointing(mut self, checkpointing: Checkpointing) -> Self {
         self.env.checkpointing = Some(checkpointing);
+        self
+    }
+
+    /// Registers the committer of an exactly-once sink (such as
+    /// [`ExactlyOnceFiles::committer`](super::ExactlyOnceFiles::committer)): before the shards
+    /// start, it recovers from the checkpoint the run resumes from; after every complete
+    /// checkpoint, it makes visible what the sinks pre-committed at its barriers; without
+    /// checkpoints, it makes everything visible once the run has completed. See
+    /// [`Committer`] and docs/reliability.md.
+    pub fn exactly_once(mut self, committer: Arc<dyn Committer>) -> Self {
+        self.env.committers.push(committer);
         self
     }
 

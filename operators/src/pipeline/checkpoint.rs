@@ -47,6 +47,7 @@ use pinwheel_engine::keyed::{BackendSnapshot, FrozenSnapshot, WatermarkOnRestore
 use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 
+use super::commit::Committer;
 use super::stalls::Stalls;
 use crate::error::{ConfigError, PipelineError};
 
@@ -170,7 +171,7 @@ struct Progress {
     /// (abandoned) add nothing.
     handed_out: u64,
     stats: CheckpointStats,
-    error: Option<CheckpointError>,
+    error: Option<PipelineError>,
 }
 
 /// A checkpoint all of whose parts have arrived, for the checkpoint thread to write.
@@ -198,6 +199,8 @@ pub(crate) struct Coordinator {
     /// When the restore began.
     opened: Instant,
     wakers: Arc<[ShardWaker]>,
+    /// The exactly-once sinks' committers: called after every manifest.
+    committers: Vec<Arc<dyn Committer>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -217,6 +220,7 @@ impl Coordinator {
         key_groups: KeyGroups,
         roots: usize,
         wakers: Arc<[ShardWaker]>,
+        committers: Vec<Arc<dyn Committer>>,
     ) -> Result<Arc<Coordinator>, PipelineError> {
         let started = Instant::now();
         let dir = CheckpointDir::open_or_create(&settings.dir)?;
@@ -260,6 +264,10 @@ impl Coordinator {
             }
         };
         let base = restored.as_ref().map_or(0, |r| r.checkpoint);
+        for c in &committers {
+            c.recover(restored.as_ref().map(|r| r.checkpoint))
+                .map_err(|source| PipelineError::Commit { source })?;
+        }
         let shards = wakers.len();
         let (complete_tx, complete_rx) = crossbeam_channel::unbounded();
         let coordinator = Coordinator {
@@ -286,6 +294,7 @@ impl Coordinator {
             base,
             opened: started,
             wakers,
+            committers,
         };
         Ok(Arc::new(coordinator))
     }
@@ -460,7 +469,7 @@ impl Coordinator {
     }
 
     /// Writes one complete checkpoint: a file per shard, then the manifest, then retention.
-    fn write(&self, c: Complete) -> Result<(), CheckpointError> {
+    fn write(&self, c: Complete) -> Result<(), PipelineError> {
         let started = Instant::now();
         let options = WriteOptions::default();
         let mut shards = Vec::with_capacity(self.shards);
@@ -496,6 +505,10 @@ impl Coordinator {
             created,
         )?;
         write_manifest(&self.dir, &manifest, &options)?;
+        // Complete: what the exactly-once sinks pre-committed at its barriers becomes visible.
+        for committer in &self.committers {
+            committer.commit(c.id).map_err(|source| PipelineError::Commit { source })?;
+        }
         self.dir.gc(self.settings.retention)?;
         let mut p = self.progress();
         p.stats.completed += 1;
@@ -580,7 +593,7 @@ impl Coordinator {
         }
         let mut p = self.progress();
         if let Some(e) = p.error.take() {
-            return Err(e.into());
+            return Err(e);
         }
         Ok(p.stats.clone())
     }

@@ -108,8 +108,15 @@ impl<'a> Shared<'a> {
                 control.key_groups,
                 roots,
                 control.wakers.clone(),
+                env.committers.clone(),
             )?),
-            None => None,
+            None => {
+                // No checkpoint to resume from: a fresh start for every exactly-once sink.
+                for c in &env.committers {
+                    c.recover(None).map_err(|source| PipelineError::Commit { source })?;
+                }
+                None
+            }
         };
         Ok(Shared {
             env,
@@ -126,7 +133,14 @@ impl<'a> Shared<'a> {
         &self,
         f: impl FnOnce() -> Result<R, PipelineError>,
     ) -> Result<(R, Option<CheckpointStats>), PipelineError> {
-        let Some(c) = &self.checkpoints else { return f().map(|r| (r, None)) };
+        let Some(c) = &self.checkpoints else {
+            let r = f()?;
+            // Without checkpoints, the exactly-once sinks' output is visible once the run is over.
+            for c in &self.env.committers {
+                c.commit(u64::MAX).map_err(|source| PipelineError::Commit { source })?;
+            }
+            return Ok((r, None));
+        };
         let thread = c.start()?;
         let result = f();
         let stats = c.finish(thread, result.is_ok());
