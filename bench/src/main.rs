@@ -24,7 +24,7 @@ mod paced;
 mod sinks;
 
 use std::fmt::Display;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,9 @@ use hdrhistogram::Histogram;
 use huge_pages::HugePages;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pinwheel::KeyedProcessFunction;
-use pinwheel::pipeline::{CheckpointStats, Checkpointing, Pipeline, ShardedRun, WatermarkStrategy};
+use pinwheel::pipeline::{
+    CheckpointStats, Checkpointing, ExactlyOnceFiles, Pipeline, ShardedRun, WatermarkStrategy,
+};
 use pinwheel_engine::placement::ShardPlacement;
 use pinwheel_examples::{
     CountWithTimeout, Event, Heartbeat, MINUTE, StandardStream, TimerBurst, WindowSum,
@@ -43,7 +45,7 @@ use pinwheel_examples::{
 
 use crate::ideal::{Ideal, value_sum};
 use crate::paced::PacedStream;
-use crate::sinks::{CountingSink, LatencySink, ProgressOut, Slot, Span};
+use crate::sinks::{CountingSink, LatencySink, ProgressOut, Slot, Span, WithFiles};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -205,6 +207,13 @@ struct Cli {
     /// trigger.
     #[arg(long, value_name = "MS", value_parser = parse_count, default_value = "1000")]
     checkpoint_interval_ms: u64,
+
+    /// count-with-timeout and window-sum: also writes every output as a line `key,value` into
+    /// exactly-once files in DIR (`part-*`, committed with each checkpoint; without
+    /// --checkpoint-dir, at the end). With --checkpoint-dir, a run killed at any moment and
+    /// started again leaves every output line exactly once in DIR once a run completes.
+    #[arg(long, value_name = "DIR")]
+    output: Option<std::path::PathBuf>,
 }
 
 /// A `--alignment` value.
@@ -274,6 +283,7 @@ struct Settings {
     seconds: u64,
     huge_pages: HugePages,
     checkpointing: Option<Checkpointing>,
+    output: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -302,6 +312,10 @@ impl Settings {
         };
         ensure!(cli.job != Job::Heartbeat || rate >= 1, "--rate must be at least 1");
         ensure!(
+            cli.output.is_none() || matches!(cli.job, Job::CountWithTimeout | Job::WindowSum),
+            "--output applies to count-with-timeout and window-sum only"
+        );
+        ensure!(
             cli.job == Job::Noise || cli.seconds.is_none(),
             "--seconds applies to noise only; {} runs to the end of its stream",
             cli.job.name()
@@ -325,6 +339,7 @@ impl Settings {
                 Checkpointing::new(dir)
                     .interval(std::time::Duration::from_millis(cli.checkpoint_interval_ms))
             }),
+            output: cli.output.clone(),
         })
     }
 
@@ -605,8 +620,20 @@ where
     F: KeyedProcessFunction<Key = u64, In = Event, Out = (u64, u64)>,
     FF: Fn() -> F + Send + Sync + 'static,
 {
-    let stream = s
-        .pipeline()
+    let files = match &s.output {
+        Some(dir) => Some(
+            ExactlyOnceFiles::new(dir, |&(key, value): &(u64, u64), out: &mut Vec<u8>| {
+                let _ = writeln!(out, "{key},{value}");
+            })
+            .with_context(|| format!("--output {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let mut pipeline = s.pipeline();
+    if let Some(files) = &files {
+        pipeline = pipeline.exactly_once(files.committer());
+    }
+    let stream = pipeline
         .from_source(s.stream)
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps()
@@ -617,14 +644,16 @@ where
         .name(s.job.name());
     let start = Instant::now();
     let run = progress.show_while(s, || {
-        stream.run_sharded(|shard| {
-            CountingSink::new(last_per_key, progress.watermark_out(shard.index, s))
+        stream.run_sharded(|shard| WithFiles {
+            counting: CountingSink::new(last_per_key, progress.watermark_out(shard.index, s)),
+            files: files.as_ref().map(|f| f.sink(shard)),
         })
     });
     let returned = Instant::now();
     let mut run = run.with_context(|| format!("{} failed", s.job.name()))?;
     let checkpoints = run.checkpoints.take();
-    Ok((placement_note(run), start, returned, checkpoints))
+    let sinks = placement_note(run).into_iter().map(|w| w.counting).collect();
+    Ok((sinks, start, returned, checkpoints))
 }
 
 fn placement_note<S>(run: ShardedRun<S>) -> Vec<S> {

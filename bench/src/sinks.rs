@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use pinwheel::pipeline::Sink;
+use pinwheel::pipeline::{FileSink, Sink};
 use pinwheel::{MAX_WATERMARK, SinkError, StreamElement};
 use pinwheel_examples::HeartbeatOut;
 
@@ -179,6 +179,46 @@ impl Sink<(u64, u64)> for CountingSink<'_> {
     fn finish(&mut self) -> Result<(), SinkError> {
         self.span.finish();
         Ok(())
+    }
+}
+
+/// An event-time job's sink: the [`CountingSink`], and with `--output` the shard's exactly-once
+/// files too.
+pub(crate) struct WithFiles<'p> {
+    pub(crate) counting: CountingSink<'p>,
+    pub(crate) files: Option<FileSink<(u64, u64)>>,
+}
+
+impl Sink<(u64, u64)> for WithFiles<'_> {
+    #[inline]
+    fn write(&mut self, element: StreamElement<(u64, u64)>) -> Result<(), SinkError> {
+        if let Some(files) = &mut self.files {
+            files.write(element.clone())?;
+        }
+        self.counting.write(element)
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<StreamElement<(u64, u64)>>) -> Result<(), SinkError> {
+        if let Some(files) = &mut self.files {
+            for e in batch.iter() {
+                files.write(e.clone())?;
+            }
+        }
+        self.counting.write_batch(batch)
+    }
+
+    fn on_barrier(&mut self, checkpoint: u64) -> Result<(), SinkError> {
+        if let Some(files) = &mut self.files {
+            files.on_barrier(checkpoint)?;
+        }
+        self.counting.on_barrier(checkpoint)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        if let Some(files) = &mut self.files {
+            files.finish()?;
+        }
+        self.counting.finish()
     }
 }
 

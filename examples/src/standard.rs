@@ -92,7 +92,8 @@ pub struct StandardPartition {
     value_step: u64,
     ended: bool,
     /// After a restore: the old partitions' positions (event `i` was emitted before iff
-    /// `i < old[i mod old.len()]`), until `next` passes the largest of them.
+    /// `i < old[i mod old.len()]`), until `next` passes the largest of them that this
+    /// partition's events meet.
     old: Option<(Box<[u64]>, u64)>,
 }
 
@@ -122,10 +123,30 @@ impl StandardPartition {
     /// the next event index partition `q` of that run (of `old.len()` partitions) would have
     /// emitted. The events below it of that partition are skipped; any partition count restores
     /// any other.
+    ///
+    /// The events emitted before that lead this partition's sequence are skipped here, at once,
+    /// so that its [`position`](Stage::position) is exact from the start. What is left of the old
+    /// positions (after a change of the partition count, the events emitted before are
+    /// interleaved with new ones) is skipped as the partition runs; until it has passed them, no
+    /// single position describes what it has emitted, and it takes no checkpoint barrier
+    /// ([`Stage::checkpointable`]).
     pub fn resumed(stream: StandardStream, p: u64, parts: u64, old: &[u64]) -> Self {
         let mut partition = StandardPartition::new(stream, p, parts);
-        let until = old.iter().copied().max().unwrap_or(0);
-        if !old.is_empty() && until > partition.next {
+        if old.is_empty() {
+            return partition;
+        }
+        let q = old.len() as u64;
+        // This partition's events `i = p + k * parts` meet old partitions `i mod q`, which run
+        // through the residues congruent to `p` modulo gcd(parts, q) only.
+        let g = gcd(parts.max(1), q);
+        let until = (0..q).filter(|r| r % g == p % g).map(|r| old[r as usize]).max().unwrap_or(0);
+        while partition.next < partition.events
+            && partition.next < until
+            && partition.next < old[(partition.next % q) as usize]
+        {
+            partition.advance();
+        }
+        if until > partition.next && partition.next < partition.events {
             partition.old = Some((old.into(), until));
         }
         partition
@@ -174,6 +195,13 @@ impl StandardPartition {
     }
 }
 
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 impl Stage for StandardPartition {
     type Item = Event;
 
@@ -210,6 +238,12 @@ impl Stage for StandardPartition {
     /// emitted by the run this one resumed).
     fn position(&self) -> Option<Vec<u8>> {
         Some(self.next.to_le_bytes().to_vec())
+    }
+
+    /// Not while old positions still apply: events below `next` were emitted, but some above it
+    /// were too (by the run this one resumed), which no single index says.
+    fn checkpointable(&self) -> bool {
+        self.old.is_none()
     }
 }
 
@@ -303,6 +337,85 @@ mod tests {
                 (0..s.events).map(|i| s.event(i)).map(|e| (e.timestamp, e.value, e.key)).collect();
             want.sort_unstable();
             assert_eq!(all, want, "{old_parts} partitions resumed as {new_parts}");
+        }
+    }
+
+    /// One pull of a partition, as `Stage::pull` does it: while old positions apply, the
+    /// resumed path; then a batch.
+    fn pull_once(p: &mut StandardPartition, got: &mut Vec<Event>) {
+        let mut out = Vec::new();
+        if p.old.is_some() {
+            p.pull_resumed(&mut out);
+        } else {
+            for _ in 0..BATCH.min(7) {
+                if p.next >= p.events {
+                    break;
+                }
+                let e = p.advance();
+                out.push(StreamElement::untimed(e));
+            }
+        }
+        got.extend(out.drain(..).filter_map(StreamElement::into_value));
+    }
+
+    /// A checkpoint of resumed partitions, taken after `pulls` pulls of each (and as many more
+    /// as a partition needs to become checkpointable, as the barrier waits for it), resumed
+    /// again on a third partition count: every event exactly once over the three runs. A
+    /// barrier before the first pull of a resumed run included: its position must already
+    /// cover what the run it resumed had emitted.
+    #[test]
+    fn a_checkpoint_of_a_resumed_run_resumes_exactly() {
+        let s = StandardStream { events: 3000, keys: 7, events_per_ms: 3 };
+        let positions = |parts: &[StandardPartition]| -> Vec<u64> {
+            parts
+                .iter()
+                .map(|p| u64::from_le_bytes(p.position().unwrap()[..].try_into().unwrap()))
+                .collect()
+        };
+        for (a, b, c) in [(2u64, 2u64, 2u64), (2, 1, 2), (2, 4, 3), (3, 2, 2), (1, 3, 1), (2, 2, 4)]
+        {
+            for pulls in [0usize, 1, 2, 5, 40] {
+                // Run 1: partitions of `a`, stopped unevenly.
+                let at: Vec<u64> = (0..a).map(|p| p + 37 * (p + 2) * a).collect();
+                let mut emitted: Vec<Event> = Vec::new();
+                for p in 0..a {
+                    let n = at[p as usize].saturating_sub(p).div_ceil(a);
+                    emitted.extend(s.partition(p, a).take(n as usize));
+                }
+                // Run 2: `b` partitions resumed from run 1, checkpointed after `pulls` pulls.
+                let mut run2: Vec<StandardPartition> =
+                    (0..b).map(|q| StandardPartition::resumed(s, q, b, &at)).collect();
+                for p in &mut run2 {
+                    let mut n = 0;
+                    while n < pulls || !p.checkpointable() {
+                        pull_once(p, &mut emitted);
+                        n += 1;
+                    }
+                }
+                let checkpoint = positions(&run2);
+                // Run 3: `c` partitions resumed from run 2's checkpoint, to the end.
+                for q in 0..c {
+                    let mut p = StandardPartition::resumed(s, q, c, &checkpoint);
+                    while p.next < p.events || p.old.is_some() {
+                        pull_once(&mut p, &mut emitted);
+                    }
+                }
+                let mut all: Vec<(Timestamp, u64, u64)> =
+                    emitted.iter().map(|e| (e.timestamp, e.value, e.key)).collect();
+                all.sort_unstable();
+                let mut want: Vec<(Timestamp, u64, u64)> = (0..s.events)
+                    .map(|i| s.event(i))
+                    .map(|e| (e.timestamp, e.value, e.key))
+                    .collect();
+                want.sort_unstable();
+                assert!(
+                    all == want,
+                    "{a} -> {b} (checkpoint after {pulls} pulls) -> {c}: {} events emitted, {} in \
+                     the stream",
+                    all.len(),
+                    want.len()
+                );
+            }
         }
     }
 

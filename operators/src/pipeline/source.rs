@@ -90,7 +90,7 @@ impl<S: Stage> Stage for SourceStage<S> {
             return Ok(Status::Done);
         }
         let requested = c.coordinator.requested();
-        if requested > c.last {
+        if requested > c.last && self.inner.checkpointable() {
             c.last = requested;
             // `position` was checked when the stage was built.
             let position = self.inner.position().unwrap_or_default();
@@ -108,6 +108,10 @@ impl<S: Stage> Stage for SourceStage<S> {
 
     fn position(&self) -> Option<Vec<u8>> {
         self.inner.position()
+    }
+
+    fn checkpointable(&self) -> bool {
+        self.inner.checkpointable()
     }
 }
 

@@ -59,6 +59,14 @@ pub trait Stage {
     fn position(&self) -> Option<Vec<u8>> {
         None
     }
+
+    /// For a source: whether [`position`](Self::position) describes exactly what it has emitted
+    /// right now. A resumed source that is still skipping, interleaved with new elements, what
+    /// the run it resumes had emitted, can say false: a checkpoint's barrier then waits for a
+    /// later pull (the other inputs' barriers are held until it comes). The default: true.
+    fn checkpointable(&self) -> bool {
+        true
+    }
 }
 
 /// The description of a stage, from which each shard builds its running [`Stage`].
