@@ -152,6 +152,16 @@ pub enum PipelineError {
         /// The panic message, if it was a string.
         message: String,
     },
+    /// A job with a [`RestartPolicy`](crate::pipeline::RestartPolicy) failed once more after
+    /// the restarts it allows (a record that fails every time, for example).
+    #[error("the job failed again after {restarts} restarts: {last}")]
+    RestartsExhausted {
+        /// The restarts taken.
+        restarts: u32,
+        /// The last failure.
+        #[source]
+        last: Box<PipelineError>,
+    },
     /// The pipeline's configuration is invalid.
     #[error("invalid pipeline configuration: {0}")]
     Config(#[from] ConfigError),

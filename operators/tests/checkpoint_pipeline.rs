@@ -4,6 +4,10 @@
 //! restored on 1, 2 and 4 shards from a checkpoint taken on 2 (docs/reliability.md §4, tests
 //! 8 and 9, in process; the crash tests kill real processes).
 //!
+//! Failure recovery (the very last tests): a function that fails or panics once restarts the job
+//! from its newest complete checkpoint and the exactly-once output stays exact; one that fails
+//! every time ends with a typed error after the restarts the policy allows.
+//!
 //! Exactly-once files (the last tests): a crash after any checkpoint's manifest, before or
 //! after its commit, leaves committed output that the restored run completes to every record
 //! exactly once (the crash test of the driver kills real processes).
@@ -20,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pinwheel_operators::pipeline::{
-    BuildContext, Checkpointing, ExactlyOnceFiles, FileSink, FileSinkError, Job, Pipeline, Sink,
-    Stage, StagePlan, Status, Turn,
+    BuildContext, CheckpointStats, Checkpointing, ExactlyOnceFiles, FileSink, FileSinkError, Job,
+    Pipeline, RestartPolicy, Sink, Stage, StagePlan, Status, Turn,
 };
 use pinwheel_operators::{
     Collector, ConfigError, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
@@ -601,5 +605,133 @@ fn exactly_once_files_whose_committer_is_not_registered_are_an_error() {
             if matches!(source.downcast_ref(), Some(FileSinkError::NotRegistered { .. }))),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+// Failure recovery: a failing or panicking function rolls every shard back to the newest
+// complete checkpoint, under the restart policy; the exactly-once files stay exact.
+
+/// When [`Flaky`] fails: at the record of timestamp `at`, `times` times (then it passes).
+struct Faults {
+    at: i64,
+    times: AtomicU64,
+    panic: bool,
+    injected: AtomicU64,
+}
+
+/// [`WindowSum`], failing as its [`Faults`] say.
+struct Flaky {
+    inner: WindowSum,
+    faults: Arc<Faults>,
+}
+
+impl KeyedProcessFunction for Flaky {
+    type Key = u64;
+    type In = (u64, u64);
+    type Out = Out;
+
+    fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<(), FnError> {
+        self.inner.open(ctx)
+    }
+
+    fn process_element(
+        &mut self,
+        e: (u64, u64),
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, Out>,
+    ) -> Result<(), FnError> {
+        let f = &self.faults;
+        if ctx.timestamp() == Some(f.at)
+            && f.times
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            f.injected.fetch_add(1, Ordering::AcqRel);
+            if f.panic {
+                panic!("injected panic at {}", f.at);
+            }
+            return Err("injected failure".into());
+        }
+        self.inner.process_element(e, ctx, out)
+    }
+
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut OnTimerContext<'_, u64>,
+        out: &mut Collector<'_, Out>,
+    ) -> Result<(), FnError> {
+        self.inner.on_timer(t, ctx, out)
+    }
+}
+
+/// A run of [`Flaky`] on 2 shards into exactly-once files, with checkpoints every millisecond
+/// and `policy`; its checkpoint figures.
+fn run_flaky(
+    name: &str,
+    faults: &Arc<Faults>,
+    policy: RestartPolicy,
+) -> (Result<Option<CheckpointStats>, PipelineError>, PathBuf) {
+    let (dir, out) = (fresh_dir(&format!("{name}-ck")), fresh_dir(&format!("{name}-out")));
+    let files = ExactlyOnceFiles::new(&out, line).unwrap();
+    let pipeline = Pipeline::new()
+        .shards(2)
+        .exactly_once(files.committer())
+        .checkpointing(Checkpointing::new(&dir).interval(Duration::from_millis(1)).restart(policy));
+    let seen = Arc::new(AtomicU64::new(0));
+    let faults = faults.clone();
+    let stream = pipeline
+        .from_source(Gated { seen: seen.clone(), gates: 4 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(move || Flaky { inner: WindowSum::default(), faults: faults.clone() });
+    let mut job = Job::new(&pipeline);
+    job.sink(stream, move |shard| Gating {
+        files: files.sink(shard),
+        seen: (shard.index == 0).then(|| seen.clone()),
+    });
+    let result = job.run().map(|run| run.checkpoints.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    (result, out)
+}
+
+fn faults(times: u64, panic: bool) -> Arc<Faults> {
+    // Record 4,000 of 6,000: after the source's four gates, so checkpoints have completed.
+    Arc::new(Faults { at: 1000, times: AtomicU64::new(times), panic, injected: AtomicU64::new(0) })
+}
+
+#[test]
+fn a_failure_or_a_panic_restarts_from_the_newest_checkpoint_and_the_output_stays_exact() {
+    let reference = reference_lines();
+    for panic in [false, true] {
+        let f = faults(1, panic);
+        let (result, out) =
+            run_flaky(&format!("flaky-{panic}"), &f, RestartPolicy::fixed(3, Duration::ZERO));
+        let stats = result.unwrap().unwrap();
+        assert_eq!(f.injected.load(Ordering::Acquire), 1, "the fault happened");
+        assert_eq!(stats.restarts, 1);
+        assert!(stats.restored_from.is_some(), "the restart restored a checkpoint: {stats:?}");
+        assert_eq!(committed(&out), reference, "panic: {panic}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn a_record_that_fails_every_time_ends_with_a_typed_error_after_the_allowed_restarts() {
+    let f = faults(u64::MAX, false);
+    let (result, out) = run_flaky("poison", &f, RestartPolicy::fixed(2, Duration::ZERO));
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::RestartsExhausted { restarts: 2, last }
+            if matches!(**last, PipelineError::Function { .. })),
+        "{err}"
+    );
+    assert_eq!(f.injected.load(Ordering::Acquire), 3, "the first run and two restarts");
+    let _ = std::fs::remove_dir_all(&out);
+
+    // Without a restart policy, the first failure ends the run as it is.
+    let f = faults(u64::MAX, false);
+    let (result, out) = run_flaky("no-restart", &f, RestartPolicy::none());
+    assert!(matches!(result.unwrap_err(), PipelineError::Function { .. }));
+    assert_eq!(f.injected.load(Ordering::Acquire), 1);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -48,6 +48,7 @@ use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 
 use super::commit::Committer;
+use super::restart::RestartPolicy;
 use super::stalls::Stalls;
 use crate::error::{ConfigError, PipelineError};
 
@@ -68,6 +69,9 @@ pub struct Checkpointing {
     pub restore_policy: RestorePolicy,
     /// Where the watermark restarts (default: the minimum, as Flink).
     pub watermark_on_restore: WatermarkOnRestore,
+    /// Whether and how often a failed run starts again from its newest complete checkpoint
+    /// (default: never).
+    pub restart: RestartPolicy,
 }
 
 impl Checkpointing {
@@ -80,6 +84,7 @@ impl Checkpointing {
             retention: 2,
             restore_policy: RestorePolicy::Strict,
             watermark_on_restore: WatermarkOnRestore::Minimum,
+            restart: RestartPolicy::none(),
         }
     }
 
@@ -98,6 +103,13 @@ impl Checkpointing {
     /// What a restore does when the newest checkpoint does not validate.
     pub fn restore_policy(mut self, policy: RestorePolicy) -> Self {
         self.restore_policy = policy;
+        self
+    }
+
+    /// Whether and how often a failed run starts again from its newest complete checkpoint
+    /// ([`RestartPolicy`]; docs/reliability.md §2.5).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
         self
     }
 
@@ -130,6 +142,8 @@ pub struct CheckpointStats {
     pub write_time: Duration,
     /// Every shard's stall at every barrier: how long freezing its keyed operators took.
     pub stalls: Stalls,
+    /// Restarts after failures ([`RestartPolicy`]); the other figures are the last attempt's.
+    pub restarts: u32,
 }
 
 /// What a restored checkpoint gives the operators and sources that build from it.

@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use pinwheel_engine::exchange::Exchanges;
 use pinwheel_engine::keygroup::{KeyGroups, default_max_key_groups};
@@ -16,6 +17,7 @@ use super::build::{BuildContext, SharedStages};
 use super::builder::Env;
 use super::checkpoint::{CheckpointStats, Coordinator};
 use super::job::{AnySink, JobPlan, JobRun, RootStage, RootTask};
+use super::restart::{RestartPolicy, Restarts, recoverable};
 use super::sink::Sink;
 use super::stage::StagePlan;
 use crate::context::ShardInfo;
@@ -27,6 +29,8 @@ use crate::operator::site;
 #[derive(Debug, Clone)]
 pub(crate) struct RunControl {
     stop: Arc<AtomicBool>,
+    /// Set when the program asked to stop (not a failure): no restart then.
+    stopped_by_program: Arc<AtomicBool>,
     wakers: Arc<[ShardWaker]>,
     key_groups: KeyGroups,
 }
@@ -42,13 +46,29 @@ impl RunControl {
         env.exchange.validate().map_err(ConfigError::from)?;
         Ok(RunControl {
             stop: Arc::new(AtomicBool::new(false)),
+            stopped_by_program: Arc::new(AtomicBool::new(false)),
             wakers: (0..shards).map(|_| ShardWaker::new()).collect(),
             key_groups,
         })
     }
 
-    /// Asks every shard to stop at its next loop turn, and wakes the parked ones.
+    /// The program asks every shard to stop at its next loop turn (no restart follows).
     pub(crate) fn stop(&self) {
+        self.stopped_by_program.store(true, Ordering::Relaxed);
+        self.halt();
+    }
+
+    /// Before a restart: clears the stop a failure set; false if the program asked to stop.
+    fn rearm(&self) -> bool {
+        if self.stopped_by_program.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.stop.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Asks every shard to stop at its next loop turn, and wakes the parked ones.
+    fn halt(&self) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.wakers.iter() {
             w.wake();
@@ -188,7 +208,7 @@ impl<'a> Shared<'a> {
             })
         });
         if result.is_err() {
-            self.control.stop();
+            self.control.halt();
         }
         result
     }
@@ -248,10 +268,50 @@ where
     R: Send,
     F: Fn(&Shared<'_>, ShardInfo) -> Result<R, PipelineError> + Sync,
 {
-    let shared = Shared::new(env, control, roots)?;
-    let ((results, note), checkpoints) =
-        shared.with_checkpoints(|| collect_shards(&shared, env, control, &per_shard))?;
-    Ok((results, note, checkpoints))
+    with_restarts(
+        env,
+        control,
+        || {
+            let shared = Shared::new(env, control, roots)?;
+            let ((results, note), checkpoints) =
+                shared.with_checkpoints(|| collect_shards(&shared, env, control, &per_shard))?;
+            Ok((results, note, checkpoints))
+        },
+        |r| r.2.as_mut(),
+    )
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or fails once more than the checkpoints'
+/// [`RestartPolicy`] allows (restart.rs); each attempt restores the newest complete checkpoint.
+fn with_restarts<T>(
+    env: &Env,
+    control: &RunControl,
+    mut attempt: impl FnMut() -> Result<T, PipelineError>,
+    stats: impl Fn(&mut T) -> Option<&mut CheckpointStats>,
+) -> Result<T, PipelineError> {
+    let policy = env.checkpointing.as_ref().map_or(RestartPolicy::none(), |c| c.restart);
+    let mut restarts = Restarts::new(policy);
+    loop {
+        match attempt() {
+            Ok(mut r) => {
+                if let Some(s) = stats(&mut r) {
+                    s.restarts = restarts.taken();
+                }
+                return Ok(r);
+            }
+            Err(e) if recoverable(&e) && policy.max_restarts > 0 => {
+                if !restarts.allow(Instant::now()) {
+                    let restarts = restarts.taken();
+                    return Err(PipelineError::RestartsExhausted { restarts, last: Box::new(e) });
+                }
+                if !control.rearm() {
+                    return Err(e);
+                }
+                std::thread::sleep(restarts.backoff());
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Runs `per_shard` on every shard's thread; see [`run_threads`].
@@ -358,18 +418,25 @@ where
     S: Sink<P::Item>,
 {
     debug_assert_eq!(control.shards(), 1, "run_here needs one shard");
-    let shared = Shared::new(env, control, 1)?;
     let shard = ShardInfo { index: 0, count: 1 };
-    shared
-        .with_checkpoints(|| {
-            shared.guarded(shard, || {
-                let cx = shared.context(shard);
-                let stage = plan.build(&cx)?;
-                let mut task = [RootStage::new(stage, sink, &cx)];
-                drop(cx);
-                shared.check_restored(shard)?;
-                shared.drive(shard, &mut task)
+    // A restart hands the same sink the replay from the restored checkpoint.
+    with_restarts(
+        env,
+        control,
+        || {
+            let shared = Shared::new(env, control, 1)?;
+            shared.with_checkpoints(|| {
+                shared.guarded(shard, || {
+                    let cx = shared.context(shard);
+                    let stage = plan.build(&cx)?;
+                    let mut task = [RootStage::new(stage, &mut *sink, &cx)];
+                    drop(cx);
+                    shared.check_restored(shard)?;
+                    shared.drive(shard, &mut task)
+                })
             })
-        })
-        .map(|((), _)| ())
+        },
+        |_| None,
+    )
+    .map(|((), _)| ())
 }
