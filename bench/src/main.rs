@@ -38,6 +38,7 @@ use pinwheel::KeyedProcessFunction;
 use pinwheel::pipeline::{
     CheckpointStats, Checkpointing, ExactlyOnceFiles, Pipeline, ShardedRun, WatermarkStrategy,
 };
+use pinwheel_engine::checkpoint::{FaultAction, FaultPlan, FaultTrigger};
 use pinwheel_engine::placement::ShardPlacement;
 use pinwheel_examples::{
     CountWithTimeout, Event, Heartbeat, MINUTE, StandardStream, TimerBurst, WindowSum,
@@ -214,6 +215,11 @@ struct Cli {
     /// started again leaves every output line exactly once in DIR once a run completes.
     #[arg(long, value_name = "DIR")]
     output: Option<std::path::PathBuf>,
+
+    /// Crash tests only: with --checkpoint-dir, the process aborts at the K-th I/O step of its
+    /// checkpoint writes (counting from 1, over every shard file and manifest of the run).
+    #[arg(long, value_name = "K", hide = true)]
+    checkpoint_abort_at_step: Option<u64>,
 }
 
 /// A `--alignment` value.
@@ -336,8 +342,13 @@ impl Settings {
                 _ => HugePages::System,
             }),
             checkpointing: cli.checkpoint_dir.as_ref().map(|dir| {
+                let faults = match cli.checkpoint_abort_at_step {
+                    Some(k) => FaultPlan::inject(FaultTrigger::Step(k), FaultAction::Abort),
+                    None => FaultPlan::none(),
+                };
                 Checkpointing::new(dir)
                     .interval(std::time::Duration::from_millis(cli.checkpoint_interval_ms))
+                    .faults(faults)
             }),
             output: cli.output.clone(),
         })

@@ -5,6 +5,10 @@
 //! do (the windows may be cut differently, since when a timer fires depends on when the
 //! watermark arrives, but every event's value is in exactly one output). Nothing but committed
 //! files is left in the output directory.
+//!
+//! And deterministically: a run that aborts at its k-th checkpoint I/O step (creating, sizing,
+//! mapping, syncing, renaming a shard file or a manifest, syncing the directory), for every k
+//! until a run has fewer steps, then started again, leaves the same exact output.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +30,12 @@ fn fresh(name: &str) -> PathBuf {
 }
 
 fn driver(out: &Path, checkpoints: Option<&Path>) -> Command {
+    driver_with(out, checkpoints, EVENTS)
+}
+
+fn driver_with(out: &Path, checkpoints: Option<&Path>, events: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pinwheel-bench"));
-    c.args(["window-sum", "--events", EVENTS, "--keys", KEYS, "--shards", "2", "--no-progress"])
+    c.args(["window-sum", "--events", events, "--keys", KEYS, "--shards", "2", "--no-progress"])
         .arg("--output")
         .arg(out)
         .stdout(Stdio::null())
@@ -105,5 +113,39 @@ fn killed_runs_leave_every_event_counted_exactly_once() {
         let _ = std::fs::remove_dir_all(&out);
     }
     eprintln!("{kills} kills in {rounds} rounds; every round's output exact");
+    let _ = std::fs::remove_dir_all(&reference_out);
+}
+
+#[test]
+fn an_abort_at_every_checkpoint_io_step_recovers_exactly() {
+    const SMALL: &str = "600000";
+    let reference_out = fresh("steps-reference");
+    assert!(driver_with(&reference_out, None, SMALL).status().unwrap().success());
+    let reference = sums(&reference_out);
+    let mut aborted = 0;
+    for k in 1.. {
+        let (dir, out) = (fresh(&format!("steps-ck-{k}")), fresh(&format!("steps-out-{k}")));
+        let status = driver_with(&out, Some(&dir), SMALL)
+            .arg("--checkpoint-abort-at-step")
+            .arg(k.to_string())
+            .status()
+            .unwrap();
+        let completed = status.success();
+        if !completed {
+            aborted += 1;
+            // Started again without the fault, the job completes from what the abort left.
+            assert!(driver_with(&out, Some(&dir), SMALL).status().unwrap().success(), "step {k}");
+        }
+        assert_eq!(sums(&out), reference, "abort at checkpoint I/O step {k}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&out);
+        if completed {
+            // This run had fewer than k steps: every step of a run has been a crash point.
+            break;
+        }
+        assert!(k < 2_000, "a run of {SMALL} events should not take thousands of steps");
+    }
+    assert!(aborted >= 9, "at least one shard file's steps were crash points: {aborted}");
+    eprintln!("{aborted} crash points, each recovered exactly");
     let _ = std::fs::remove_dir_all(&reference_out);
 }

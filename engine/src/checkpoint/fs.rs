@@ -84,6 +84,19 @@ pub struct FaultPlan {
     state: Option<Arc<Mutex<FaultState>>>,
 }
 
+/// Plans are equal when they are the same plan (clones of one another), or both empty.
+impl PartialEq for FaultPlan {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.state, &other.state) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for FaultPlan {}
+
 impl FaultPlan {
     /// The empty plan: nothing is injected or counted.
     pub fn none() -> Self {

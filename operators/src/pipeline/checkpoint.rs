@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pinwheel_engine::checkpoint::{
-    CheckpointDir, CheckpointError, CheckpointKind, Decoder, Encoder, KEYED_SECTION, Manifest,
-    ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section_frozen,
+    CheckpointDir, CheckpointError, CheckpointKind, Decoder, Encoder, FaultPlan, KEYED_SECTION,
+    Manifest, ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section_frozen,
     keyed_snapshots, shard_file_name, write_manifest, write_shard_file,
 };
 use pinwheel_engine::keyed::{BackendSnapshot, FrozenSnapshot, WatermarkOnRestore};
@@ -72,6 +72,9 @@ pub struct Checkpointing {
     /// Whether and how often a failed run starts again from its newest complete checkpoint
     /// (default: never).
     pub restart: RestartPolicy,
+    /// Fault injection into the checkpoint thread's file writes, for crash tests (default:
+    /// none; see [`FaultPlan`]).
+    pub faults: FaultPlan,
 }
 
 impl Checkpointing {
@@ -85,6 +88,7 @@ impl Checkpointing {
             restore_policy: RestorePolicy::Strict,
             watermark_on_restore: WatermarkOnRestore::Minimum,
             restart: RestartPolicy::none(),
+            faults: FaultPlan::none(),
         }
     }
 
@@ -110,6 +114,13 @@ impl Checkpointing {
     /// ([`RestartPolicy`]; docs/reliability.md §2.5).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
+        self
+    }
+
+    /// Injects `faults` into the checkpoint files' writes (shard files and manifests): for crash
+    /// tests that make the k-th I/O step fail or abort the process.
+    pub fn faults(mut self, faults: FaultPlan) -> Self {
+        self.faults = faults;
         self
     }
 
@@ -485,7 +496,7 @@ impl Coordinator {
     /// Writes one complete checkpoint: a file per shard, then the manifest, then retention.
     fn write(&self, c: Complete) -> Result<(), PipelineError> {
         let started = Instant::now();
-        let options = WriteOptions::default();
+        let options = WriteOptions::default().with_faults(self.settings.faults.clone());
         let mut shards = Vec::with_capacity(self.shards);
         let mut bytes = 0;
         for (shard, part) in c.shards.iter().enumerate() {
