@@ -140,11 +140,12 @@ pub struct CheckpointStats {
     /// How long the restore took: reading and validating the checkpoint, then every shard's
     /// operators taking their key groups (until the last shard had built).
     pub restore_time: Duration,
-    /// Checkpoints completed (manifest written).
+    /// Checkpoints completed (manifest written), the final one included.
     pub completed: u64,
     /// The newest complete checkpoint's id.
     pub last_completed: Option<u64>,
-    /// The bytes of the shard files of the newest complete checkpoint.
+    /// The bytes of the shard files of the newest complete periodic checkpoint (not the final
+    /// one, which holds no keyed state).
     pub last_bytes: u64,
     /// Bytes written, over every checkpoint.
     pub bytes_written: u64,
@@ -203,6 +204,8 @@ struct Progress {
 struct Complete {
     id: u64,
     shards: Vec<ShardPart>,
+    /// The final checkpoint of a completed run (no keyed state).
+    last: bool,
 }
 
 /// The checkpoints of one run, shared by its shards and its checkpoint thread.
@@ -481,7 +484,11 @@ impl Coordinator {
             pending.shards[shard].sources.entry(ordinal).or_insert_with(|| position.clone());
         }
         // The receiver lives in `self`: the send cannot fail.
-        let _ = self.complete_tx.send(Some(Complete { id: newest, shards: pending.shards }));
+        let _ = self.complete_tx.send(Some(Complete {
+            id: newest,
+            shards: pending.shards,
+            last: false,
+        }));
     }
 
     /// Triggers checkpoint `requested + 1` and wakes the shards so that idle sources see it.
@@ -538,7 +545,9 @@ impl Coordinator {
         let mut p = self.progress();
         p.stats.completed += 1;
         p.stats.last_completed = Some(c.id);
-        p.stats.last_bytes = bytes;
+        if !c.last {
+            p.stats.last_bytes = bytes;
+        }
         p.stats.bytes_written += bytes;
         p.stats.write_time += started.elapsed();
         Ok(())
@@ -640,7 +649,7 @@ impl Coordinator {
         }
         p.pending.clear();
         p.handed_out = id;
-        Some(Complete { id, shards })
+        Some(Complete { id, shards, last: true })
     }
 }
 
