@@ -165,12 +165,9 @@ impl HarnessBuilder {
             let range = key_groups
                 .range_for_shard(self.shard.index, self.shard.count)
                 .map_err(|e| PipelineError::from(ConfigError::from(e)))?;
-            op.restore(
-                &self.restore,
-                &key_groups,
-                |g| range.contains(g),
-                self.watermark_on_restore,
-            )?;
+            let encoded: Vec<Vec<u8>> =
+                self.restore.iter().map(BackendSnapshot::to_bytes).collect();
+            op.restore(&encoded, &key_groups, |g| range.contains(g), self.watermark_on_restore)?;
         }
         let mut harness = KeyedHarness {
             op,

@@ -62,7 +62,9 @@ fn section(operator: &str, snapshot: &[u8]) -> Result<Vec<u8>, CheckpointError> 
     Ok(e.into_bytes())
 }
 
-/// The keyed snapshots of a validated shard file (`file`, read from `path`), in section order.
+/// The keyed snapshots of a validated shard file (`file`, read from `path`), in section order,
+/// decoded into trees ([`BackendSnapshot`]; for tools and tests: a restore reads the encoded
+/// ones, [`keyed_sections`]).
 ///
 /// # Errors
 ///
@@ -72,6 +74,40 @@ pub fn keyed_snapshots(
     path: &Path,
     file: &ShardFile,
 ) -> Result<Vec<(String, BackendSnapshot)>, CheckpointError> {
+    let mut out = Vec::new();
+    for (name, at, snapshot) in sections(path, file)? {
+        let snapshot = BackendSnapshot::from_bytes(snapshot).map_err(|_| corrupt(path, at))?;
+        out.push((name, snapshot));
+    }
+    Ok(out)
+}
+
+/// The keyed snapshots of a validated shard file, encoded, each checked to its last byte
+/// ([`BackendSnapshot::check_encoded`]) but not decoded: what a restore gives the operators,
+/// which decode their own key groups from them.
+///
+/// # Errors
+///
+/// [`CheckpointError::Corrupt`] naming the file when a section is not a snapshot this build
+/// reads.
+pub fn keyed_sections(
+    path: &Path,
+    file: &ShardFile,
+) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
+    let mut out = Vec::new();
+    for (name, at, snapshot) in sections(path, file)? {
+        BackendSnapshot::check_encoded(snapshot).map_err(|_| corrupt(path, at))?;
+        out.push((name, snapshot.to_vec()));
+    }
+    Ok(out)
+}
+
+/// A keyed section: the operator's name, the offset of its snapshot in the section, the
+/// snapshot's bytes.
+type Section<'f> = (String, u64, &'f [u8]);
+
+/// The keyed sections of `file`.
+fn sections<'f>(path: &Path, file: &'f ShardFile) -> Result<Vec<Section<'f>>, CheckpointError> {
     let mut out = Vec::new();
     for (kind, bytes) in &file.sections {
         if *kind != KEYED_SECTION {
@@ -83,8 +119,7 @@ pub fn keyed_snapshots(
         let at = d.position() as u64;
         let snapshot = d.bytes(u64::MAX).map_err(|e| e.in_file(path, 0))?;
         d.finish().map_err(|e| e.in_file(path, 0))?;
-        let snapshot = BackendSnapshot::from_bytes(snapshot).map_err(|_| corrupt(path, at))?;
-        out.push((name, snapshot));
+        out.push((name, at, snapshot));
     }
     Ok(out)
 }

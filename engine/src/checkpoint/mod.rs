@@ -182,7 +182,9 @@ pub use format::{
     ShardFileInfo, ShardFileMeta, validate_bytes,
 };
 pub use fs::{FaultAction, FaultPlan, FaultTrigger};
-pub use keyed::{KEYED_SECTION, keyed_section, keyed_section_frozen, keyed_snapshots};
+pub use keyed::{
+    KEYED_SECTION, keyed_section, keyed_section_frozen, keyed_sections, keyed_snapshots,
+};
 pub use manifest::{
     CheckpointKind, DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_VERSION, MAX_SOURCE_POSITION_BYTES,
     Manifest, ManifestShard, read_manifest, write_manifest,

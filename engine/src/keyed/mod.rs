@@ -34,6 +34,7 @@ mod batch;
 mod firing;
 mod frozen;
 mod metrics;
+mod restore;
 mod snapshot;
 
 #[cfg(test)]

@@ -23,13 +23,12 @@
 //! ([`BackendSnapshot::VERSION`]); decoding arbitrary bytes gives an error, never a panic.
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::KeyedBackend;
-use crate::key::{Key, KeyDecodeError, KeyError, KeyId};
-use crate::keygroup::{KeyGroup, KeyGroups};
+use crate::key::{Key, KeyDecodeError, KeyError};
+use crate::keygroup::KeyGroup;
 use crate::state::{CodecError, StateError, StateInfo};
-use crate::time::{TimeDomain, Timestamp};
+use crate::time::Timestamp;
 use crate::timer::TimerError;
 
 /// A keyed backend's keys, state and timers, by key group: what a checkpoint stores of a keyed
@@ -258,113 +257,5 @@ impl<K: Key> KeyedBackend<K> {
     /// encode.
     pub fn snapshot(&self) -> Result<BackendSnapshot, SnapshotError> {
         self.freeze()?.snapshot()
-    }
-
-    /// Restores the key groups for which `owns` is true from `snapshots` (one per old shard, in
-    /// shard order) into this backend, which must be empty (its function may have registered its
-    /// states already). `key_groups` is the job's key-group assignment: every key must hash to the
-    /// group it is stored under. The watermark stays at its minimum.
-    ///
-    /// # Errors
-    ///
-    /// Any [`SnapshotError`]; the backend may then hold part of the snapshot and must be
-    /// discarded.
-    pub fn restore<'a>(
-        &mut self,
-        snapshots: impl IntoIterator<Item = &'a BackendSnapshot>,
-        key_groups: &KeyGroups,
-        owns: impl Fn(KeyGroup) -> bool,
-    ) -> Result<RestoreStats, SnapshotError> {
-        self.restore_with(snapshots, key_groups, owns, WatermarkOnRestore::Minimum)
-    }
-
-    /// [`restore`](Self::restore), with the watermark starting where `watermark` says.
-    pub fn restore_with<'a>(
-        &mut self,
-        snapshots: impl IntoIterator<Item = &'a BackendSnapshot>,
-        key_groups: &KeyGroups,
-        owns: impl Fn(KeyGroup) -> bool,
-        watermark: WatermarkOnRestore,
-    ) -> Result<RestoreStats, SnapshotError> {
-        if !self.keys.is_empty()
-            || !self.event_timers.is_empty()
-            || !self.processing_timers.is_empty()
-        {
-            return Err(SnapshotError::NotEmpty { keys: self.keys.len() });
-        }
-        let mut stats = RestoreStats::default();
-        let mut checkpointed: Option<Timestamp> = None;
-        for snapshot in snapshots {
-            checkpointed =
-                Some(checkpointed.map_or(snapshot.watermark, |w| w.min(snapshot.watermark)));
-            // (order, domain, key id, timestamp): registered once the snapshot's keys are in.
-            let mut timers: Vec<(u32, TimeDomain, KeyId, Timestamp)> = Vec::new();
-            for group in snapshot.groups.iter().filter(|g| owns(KeyGroup(g.key_group))) {
-                for entry in &group.keys {
-                    let id = self.restore_key(group.key_group, &entry.key, key_groups)?;
-                    stats.keys += 1;
-                    for (index, row) in &entry.rows {
-                        let info = snapshot.states.get(*index as usize).ok_or(
-                            SnapshotError::UnknownState {
-                                index: *index,
-                                states: snapshot.states.len(),
-                            },
-                        )?;
-                        self.state.restore_row(info, id, row.clone())?;
-                        stats.rows += 1;
-                    }
-                    let event = entry
-                        .event_timers
-                        .iter()
-                        .map(|&(ts, o)| (o, TimeDomain::EventTime, id, ts));
-                    let processing = entry
-                        .processing_timers
-                        .iter()
-                        .map(|&(ts, o)| (o, TimeDomain::ProcessingTime, id, ts));
-                    timers.extend(event.chain(processing));
-                }
-            }
-            // Each domain's order is its own store's; sorting both together keeps each in order.
-            timers.sort_unstable_by_key(|t| t.0);
-            stats.timers += timers.len();
-            for (_, domain, id, ts) in timers {
-                match domain {
-                    TimeDomain::EventTime => self.event_timers.register(id, ts)?,
-                    TimeDomain::ProcessingTime => self.processing_timers.register(id, ts)?,
-                };
-            }
-        }
-        if let (WatermarkOnRestore::Checkpointed, Some(w)) = (watermark, checkpointed) {
-            // No timer fires here: those at or below `w` wait for the next advance, as before.
-            self.watermark = self.watermark.max(w);
-        }
-        self.state.refresh_prefetch();
-        Ok(stats)
-    }
-
-    /// Interns a restored key stored under `stored_group`, checking its group.
-    fn restore_key(
-        &mut self,
-        stored_group: u32,
-        bytes: &[u8],
-        key_groups: &KeyGroups,
-    ) -> Result<KeyId, SnapshotError> {
-        let hash = xxh3_64(bytes);
-        let actual = key_groups.key_group_of_hash(hash);
-        if actual.0 != stored_group {
-            return Err(SnapshotError::WrongKeyGroup {
-                stored: stored_group,
-                actual: actual.0,
-                max_key_groups: key_groups.max_key_groups(),
-            });
-        }
-        let key = K::from_canonical(bytes)?;
-        let before = self.keys.len();
-        let id = self.keys.intern_hashed(key, hash)?;
-        if self.keys.len() == before {
-            return Err(SnapshotError::DuplicateKey { key_group: stored_group });
-        }
-        self.set_group(id, actual);
-        Ok(id)
     }
 }

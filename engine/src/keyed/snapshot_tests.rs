@@ -226,6 +226,9 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = BackendSnapshot::from_bytes(&bytes);
+        let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);
+        let _ = register(&mut b);
+        let _ = b.restore_encoded([&bytes[..]], &kg(), |_| true, WatermarkOnRestore::Minimum);
     }
 
     #[test]
@@ -238,8 +241,15 @@ proptest! {
         let i = at.index(bytes.len());
         // Truncated: never the same snapshot, never a panic. (Checksums are the file layer's.)
         prop_assert!(BackendSnapshot::from_bytes(&bytes[..i]).is_err());
+        let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);
+        let _ = register(&mut b);
+        let restored = b.restore_encoded([&bytes[..i]], &kg(), |_| true, WatermarkOnRestore::Minimum);
+        prop_assert!(restored.is_err(), "a truncated snapshot restores as a whole one");
         let mut flipped = bytes.clone();
         flipped[i] ^= 0xff;
+        let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);
+        let _ = register(&mut b);
+        let _ = b.restore_encoded([&flipped[..]], &kg(), |_| true, WatermarkOnRestore::Minimum);
         if let Ok(snapshot) = BackendSnapshot::from_bytes(&flipped) {
             // Restoring damaged content is an error or some backend, never a panic.
             let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);

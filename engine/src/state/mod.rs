@@ -98,7 +98,7 @@ pub use frozen::FrozenStates;
 pub use list::ListState;
 pub use map::MapState;
 pub use reducing::{AggregatingState, ReducingState};
-pub use registry::{StateInfo, StateKind, StateRegistry};
+pub use registry::{RestoreTarget, StateInfo, StateKind, StateRegistry};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};
 pub use value::ValueState;
 

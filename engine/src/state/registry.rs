@@ -109,6 +109,15 @@ pub enum StateKind {
     Aggregating,
 }
 
+/// Where a restored state's rows go: [`StateRegistry::restore_target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// The registered state at this place.
+    Registered(usize),
+    /// Kept for a state not registered (yet), at this place.
+    Kept(usize),
+}
+
 /// Restored rows of a state that is not registered.
 struct Restored {
     info: StateInfo,
@@ -417,37 +426,65 @@ impl StateRegistry {
         Ok(FrozenStates::new(registered, restored))
     }
 
-    /// Restores `key`'s row of the state `info` describes: decoded into the state if it is
-    /// registered (its kind and TTL must match), kept for a later registration otherwise.
+    /// Where the rows of the snapshot's state `info` go ([`restore_row`](Self::restore_row)):
+    /// the registered state of that name (its kind and TTL must match), or, for a state not
+    /// registered (yet), a place that keeps them for a later registration. Resolved once per
+    /// snapshot state, not per row.
     ///
     /// # Errors
     ///
-    /// [`StateError::Restore`] when the row does not match the registered state.
-    pub fn restore_row(
-        &mut self,
-        info: &StateInfo,
-        key: KeyId,
-        bytes: Vec<u8>,
-    ) -> Result<(), StateError> {
-        if let Some(state) = self.states.iter().find(|s| s.name == info.name) {
+    /// [`StateError::Restore`] when the registered state does not match.
+    pub fn restore_target(&mut self, info: &StateInfo) -> Result<RestoreTarget, StateError> {
+        if let Some(i) = self.states.iter().position(|s| s.name == info.name) {
+            let state = &self.states[i];
             let registered =
                 StateInfo { name: state.name.clone(), kind: state.kind, ttl: state.ttl.is_some() };
             check_restore(info, &registered)?;
-            let Ok(mut column) = state.column.data.try_borrow_mut() else {
-                return Err(StateError::Reentrant { name: state.name.clone() });
-            };
-            return column.decode_row(key, &bytes).map_err(|e| restore_error(&info.name, key, e));
+            return Ok(RestoreTarget::Registered(i));
         }
-        match self.restored.iter_mut().find(|r| r.info.name == info.name) {
-            Some(restored) => {
-                check_restore(info, &restored.info)?;
-                restored.rows.insert(key, bytes);
+        match self.restored.iter().position(|r| r.info.name == info.name) {
+            Some(i) => {
+                check_restore(info, &self.restored[i].info)?;
+                Ok(RestoreTarget::Kept(i))
             }
-            None => self
-                .restored
-                .push(Restored { info: info.clone(), rows: HashMap::from([(key, bytes)]) }),
+            None => {
+                self.restored.push(Restored { info: info.clone(), rows: HashMap::new() });
+                Ok(RestoreTarget::Kept(self.restored.len() - 1))
+            }
         }
-        Ok(())
+    }
+
+    /// Restores `key`'s row, encoded in `bytes`, into `target`: decoded into the registered
+    /// state, or kept as it is for a later registration.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError::Restore`] when the row does not decode as the registered state's.
+    pub fn restore_row(
+        &mut self,
+        target: RestoreTarget,
+        key: KeyId,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        match target {
+            RestoreTarget::Registered(i) => {
+                let state = &self.states[i];
+                let Ok(mut column) = state.column.data.try_borrow_mut() else {
+                    return Err(StateError::Reentrant { name: state.name.clone() });
+                };
+                column.decode_row(key, bytes).map_err(|e| restore_error(&state.name, key, e))
+            }
+            RestoreTarget::Kept(i) => {
+                self.restored[i].rows.insert(key, bytes.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    /// After a restore: forgets the places of states not registered that received no row (a
+    /// shard that owns none of their keys lists no such state in its snapshots).
+    pub fn restore_done(&mut self) {
+        self.restored.retain(|r| !r.rows.is_empty());
     }
 
     /// The registered states' names, in registration order.

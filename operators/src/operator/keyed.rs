@@ -274,13 +274,13 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     /// opened but seen no input.
     pub(crate) fn restore(
         &mut self,
-        snapshots: &[BackendSnapshot],
+        snapshots: &[Vec<u8>],
         key_groups: &KeyGroups,
         owns: impl Fn(KeyGroup) -> bool,
         watermark: WatermarkOnRestore,
     ) -> Result<RestoreStats, PipelineError> {
         self.backend
-            .restore_with(snapshots, key_groups, owns, watermark)
+            .restore_encoded(snapshots.iter().map(Vec::as_slice), key_groups, owns, watermark)
             .map_err(|e| self.names.snapshot(e))
     }
 }

@@ -41,9 +41,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pinwheel_engine::checkpoint::{
     CheckpointDir, CheckpointError, CheckpointKind, Decoder, Encoder, FaultPlan, KEYED_SECTION,
     Manifest, ManifestShard, RestorePolicy, ShardFileMeta, WriteOptions, keyed_section_frozen,
-    keyed_snapshots, shard_file_name, write_manifest, write_shard_file,
+    keyed_sections, shard_file_name, write_manifest, write_shard_file,
 };
-use pinwheel_engine::keyed::{BackendSnapshot, FrozenSnapshot, WatermarkOnRestore};
+use pinwheel_engine::keyed::{FrozenSnapshot, WatermarkOnRestore};
 use pinwheel_engine::keygroup::KeyGroups;
 use pinwheel_engine::shard::ShardWaker;
 
@@ -162,8 +162,9 @@ pub struct CheckpointStats {
 #[derive(Debug, Default)]
 struct Restored {
     checkpoint: u64,
-    /// Keyed snapshots by operator id, one per old shard.
-    keyed: HashMap<String, Vec<BackendSnapshot>>,
+    /// Keyed snapshots by operator id, one per old shard, encoded (checked, not decoded: each
+    /// shard decodes its own key groups).
+    keyed: HashMap<String, Vec<Vec<u8>>>,
     /// Source positions by source ordinal, indexed by old shard.
     sources: HashMap<u64, Vec<Vec<u8>>>,
     /// The operator ids claimed by an operator of this run.
@@ -272,7 +273,7 @@ impl Coordinator {
                 let old_shards = m.shard_count as usize;
                 for (shard, file) in r.files.iter().enumerate() {
                     let path = dir.path().join(shard_file_name(m.checkpoint, shard as u32));
-                    for (operator, snapshot) in keyed_snapshots(&path, file)? {
+                    for (operator, snapshot) in keyed_sections(&path, file)? {
                         restored.keyed.entry(operator).or_default().push(snapshot);
                     }
                     for (kind, bytes) in &file.sections {
@@ -358,7 +359,7 @@ impl Coordinator {
 
     /// The restored snapshots of operator `id`, one per old shard, if the checkpoint has any;
     /// marks them claimed.
-    pub(crate) fn restored_keyed(&self, id: &str) -> Option<&[BackendSnapshot]> {
+    pub(crate) fn restored_keyed(&self, id: &str) -> Option<&[Vec<u8>]> {
         let restored = self.restored.as_ref()?;
         let snapshots = restored.keyed.get(id)?;
         let mut claimed = restored.claimed.lock().unwrap_or_else(PoisonError::into_inner);
