@@ -735,3 +735,67 @@ fn a_record_that_fails_every_time_ends_with_a_typed_error_after_the_allowed_rest
     assert_eq!(f.injected.load(Ordering::Acquire), 1);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_checkpoint_write_that_fails_once_is_attempted_again() {
+    use pinwheel_engine::checkpoint::{FaultAction, FaultPlan, FaultTrigger};
+    let reference = sorted(run(2, None, 0).unwrap().0.iter().flat_map(|e| records(e)).collect());
+    // Steps of the first shard file (create .. rename), its directory sync, and the manifest's.
+    for k in [1u64, 2, 4, 6, 9, 12, 15] {
+        let dir = fresh_dir(&format!("retry-{k}"));
+        let plan = FaultPlan::inject(FaultTrigger::Step(k), FaultAction::FailOnce(5)); // EIO
+        let pipeline = Pipeline::new().shards(2).checkpointing(
+            Checkpointing::new(&dir).interval(Duration::from_millis(1)).faults(plan.clone()),
+        );
+        let seen = Arc::new(AtomicU64::new(0));
+        let stream = pipeline
+            .from_source(Gated { seen: seen.clone(), gates: 2 })
+            .key_by(|e: &(u64, u64)| e.0)
+            .process(WindowSum::default);
+        let mut job = Job::new(&pipeline);
+        let sink = job.sink(stream, move |shard| Recording {
+            elements: Vec::new(),
+            seen: (shard.index == 0).then(|| seen.clone()),
+        });
+        let mut done = job.run().unwrap_or_else(|e| panic!("fault at step {k}: {e}"));
+        let stats = done.checkpoints.clone().unwrap();
+        assert_eq!(plan.fired(), 1, "the fault at step {k} happened");
+        assert_eq!(stats.write_retries, 1, "step {k}");
+        let got = sorted(done.take(sink).iter().flat_map(|s| records(&s.elements)).collect());
+        assert_eq!(got, reference, "step {k}");
+        // Every complete checkpoint it left restores.
+        for id in completed(&dir) {
+            let copy = fresh_dir(&format!("retry-{k}-{id}"));
+            copy_dir(&dir, &copy);
+            keep_up_to(&copy, id);
+            let (_, _, from) = run(2, Some(&copy), 0).unwrap();
+            assert_eq!(from, Some(id));
+            let _ = std::fs::remove_dir_all(&copy);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // A write that fails every time stops the run (instead of letting it go on without
+    // checkpoints, or wait for a barrier that never comes) after its attempts.
+    let dir = fresh_dir("retry-persistent");
+    let plan = FaultPlan::inject(FaultTrigger::Step(1), FaultAction::FailPersistent(5));
+    let pipeline = Pipeline::new().shards(2).checkpointing(
+        Checkpointing::new(&dir)
+            .interval(Duration::from_millis(1))
+            .faults(plan.clone())
+            .write_attempts(2),
+    );
+    let seen = Arc::new(AtomicU64::new(0));
+    let stream = pipeline
+        .from_source(Gated { seen: seen.clone(), gates: 4 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    job.sink(stream, move |shard| Recording {
+        elements: Vec::new(),
+        seen: (shard.index == 0).then(|| seen.clone()),
+    });
+    let err = job.run().unwrap_err();
+    assert!(matches!(err, PipelineError::Checkpoint(_)), "{err}");
+    assert_eq!(plan.fired(), 2, "two attempts");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,6 +75,10 @@ pub struct Checkpointing {
     /// Fault injection into the checkpoint thread's file writes, for crash tests (default:
     /// none; see [`FaultPlan`]).
     pub faults: FaultPlan,
+    /// Attempts of each file write (shard file or manifest) before the checkpoint fails with
+    /// its error (default 3, at least 1): an I/O error or a full disk leaves nothing behind, and
+    /// the next attempt writes under a new temporary name.
+    pub write_attempts: u32,
 }
 
 impl Checkpointing {
@@ -89,6 +93,7 @@ impl Checkpointing {
             watermark_on_restore: WatermarkOnRestore::Minimum,
             restart: RestartPolicy::none(),
             faults: FaultPlan::none(),
+            write_attempts: 3,
         }
     }
 
@@ -114,6 +119,12 @@ impl Checkpointing {
     /// ([`RestartPolicy`]; docs/reliability.md §2.5).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
+        self
+    }
+
+    /// Attempts of each file write before the checkpoint fails (at least 1).
+    pub fn write_attempts(mut self, attempts: u32) -> Self {
+        self.write_attempts = attempts.max(1);
         self
     }
 
@@ -156,6 +167,8 @@ pub struct CheckpointStats {
     pub stalls: Stalls,
     /// Restarts after failures ([`RestartPolicy`]); the other figures are the last attempt's.
     pub restarts: u32,
+    /// File writes that failed and were attempted again ([`Checkpointing::write_attempts`]).
+    pub write_retries: u64,
 }
 
 /// What a restored checkpoint gives the operators and sources that build from it.
@@ -230,6 +243,8 @@ pub(crate) struct Coordinator {
     wakers: Arc<[ShardWaker]>,
     /// The exactly-once sinks' committers: called after every manifest.
     committers: Vec<Arc<dyn Committer>>,
+    /// The run's stop flag: set when checkpointing fails.
+    halt: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -250,6 +265,7 @@ impl Coordinator {
         roots: usize,
         wakers: Arc<[ShardWaker]>,
         committers: Vec<Arc<dyn Committer>>,
+        halt: Arc<AtomicBool>,
     ) -> Result<Arc<Coordinator>, PipelineError> {
         let started = Instant::now();
         let dir = CheckpointDir::open_or_create(&settings.dir)?;
@@ -324,6 +340,7 @@ impl Coordinator {
             opened: started,
             wakers,
             committers,
+            halt,
         };
         Ok(Arc::new(coordinator))
     }
@@ -522,7 +539,10 @@ impl Coordinator {
             keyed.extend(sources);
             let sections: Vec<(u8, &[u8])> =
                 keyed.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-            let written = write_shard_file(&self.dir, &meta, &sections, &options)?;
+            let written = self.attempts(|attempt| {
+                let meta = meta.clone().with_attempt(attempt);
+                write_shard_file(&self.dir, &meta, &sections, &options)
+            })?;
             bytes += written.size;
             shards.push(ManifestShard::new(shard as u32, range, &written, 0));
         }
@@ -537,7 +557,7 @@ impl Coordinator {
             vec![],
             created,
         )?;
-        write_manifest(&self.dir, &manifest, &options)?;
+        self.attempts(|_| write_manifest(&self.dir, &manifest, &options))?;
         // Complete: what the exactly-once sinks pre-committed at its barriers becomes visible.
         for committer in &self.committers {
             committer.commit(c.id).map_err(|source| PipelineError::Commit { source })?;
@@ -552,6 +572,36 @@ impl Coordinator {
         p.stats.bytes_written += bytes;
         p.stats.write_time += started.elapsed();
         Ok(())
+    }
+
+    /// Checkpointing failed: records `e` (the run's error) and stops every shard, which would
+    /// otherwise go on without checkpoints (or wait for a barrier that never comes).
+    fn fail(&self, e: PipelineError) {
+        self.progress().error.get_or_insert(e);
+        self.halt.store(true, Ordering::Relaxed);
+        for w in self.wakers.iter() {
+            w.wake();
+        }
+    }
+
+    /// Runs `write` (given the attempt number) until it succeeds, fails with an error that is
+    /// not an I/O one, or has failed [`Checkpointing::write_attempts`] times; counts the retries.
+    fn attempts<T>(
+        &self,
+        mut write: impl FnMut(u32) -> Result<T, CheckpointError>,
+    ) -> Result<T, CheckpointError> {
+        let mut attempt = 0;
+        loop {
+            match write(attempt) {
+                Err(CheckpointError::Io { .. } | CheckpointError::NoSpace { .. })
+                    if attempt + 1 < self.settings.write_attempts =>
+                {
+                    attempt += 1;
+                    self.progress().stats.write_retries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The checkpoint thread: triggers a checkpoint `interval` after the previous one completed,
@@ -570,7 +620,7 @@ impl Coordinator {
                 Ok(Some(c)) => {
                     let id = c.id;
                     if let Err(e) = self.write(c) {
-                        self.progress().error.get_or_insert(e);
+                        self.fail(e);
                         break;
                     }
                     if id >= self.requested() {

@@ -129,6 +129,7 @@ impl<'a> Shared<'a> {
                 roots,
                 control.wakers.clone(),
                 env.committers.clone(),
+                control.stop.clone(),
             )?),
             None => {
                 // No checkpoint to resume from: a fresh start for every exactly-once sink.
