@@ -214,11 +214,25 @@ fn run(
     dir: Option<&Path>,
     gates: u64,
 ) -> Result<(PerShard, Option<u64>, Option<u64>), PipelineError> {
+    let checkpointing =
+        dir.map(|d| Checkpointing::new(d).interval(Duration::from_millis(1)).retention(1000));
+    let (per_shard, stats) = run_with(shards, checkpointing, gates)?;
+    Ok((
+        per_shard,
+        stats.as_ref().and_then(|s| s.last_completed),
+        stats.and_then(|s| s.restored_from),
+    ))
+}
+
+/// [`run`] with `checkpointing` as given; every shard's elements and the checkpoint figures.
+fn run_with(
+    shards: usize,
+    checkpointing: Option<Checkpointing>,
+    gates: u64,
+) -> Result<(PerShard, Option<CheckpointStats>), PipelineError> {
     let mut pipeline = Pipeline::new().shards(shards);
-    if let Some(dir) = dir {
-        pipeline = pipeline.checkpointing(
-            Checkpointing::new(dir).interval(Duration::from_millis(1)).retention(1000),
-        );
+    if let Some(c) = checkpointing {
+        pipeline = pipeline.checkpointing(c);
     }
     // Shard 0's sink counts the barriers (every barrier reaches every shard's root).
     let seen = Arc::new(AtomicU64::new(0));
@@ -233,12 +247,7 @@ fn run(
     });
     let mut run = job.run()?;
     let stats = run.checkpoints.clone();
-    let per_shard = run.take(sink).into_iter().map(|s| s.elements).collect();
-    Ok((
-        per_shard,
-        stats.as_ref().and_then(|s| s.last_completed),
-        stats.and_then(|s| s.restored_from),
-    ))
+    Ok((run.take(sink).into_iter().map(|s| s.elements).collect(), stats))
 }
 
 fn records(elements: &[StreamElement<(u64, i64, u64)>]) -> Vec<(u64, i64, u64)> {
@@ -309,6 +318,15 @@ fn completed(dir: &Path) -> Vec<u64> {
     ids
 }
 
+/// A copy of checkpoint directory `dir` named `name`, in which `id` is the newest complete
+/// checkpoint.
+fn copy_up_to(dir: &Path, name: &str, id: u64) -> PathBuf {
+    let copy = fresh_dir(name);
+    copy_dir(dir, &copy);
+    keep_up_to(&copy, id);
+    copy
+}
+
 /// Removes the manifests of the checkpoints after `id`, so that `id` is the newest complete one.
 fn keep_up_to(dir: &Path, id: u64) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -339,9 +357,7 @@ fn restored_runs_on_1_2_and_4_shards_complete_the_output_exactly() {
     for id in [last, periodic, 2] {
         let committed = before_barrier(&first, id, last);
         for shards in [1, 2, 4] {
-            let copy = fresh_dir(&format!("rescale-{id}-{shards}"));
-            copy_dir(&dir, &copy);
-            keep_up_to(&copy, id);
+            let copy = copy_up_to(&dir, &format!("rescale-{id}-{shards}"), id);
             let (second, _, from) = run(shards, Some(&copy), 2).unwrap();
             assert_eq!(from, Some(id), "the newest complete checkpoint is restored");
             let mut all = committed.clone();
@@ -385,9 +401,7 @@ fn every_checkpoint_of_a_run_restores_to_the_same_result() {
     let last = last.unwrap();
     assert!(last >= 6, "six gates, six barriers at least: {last}");
     for id in completed(&dir) {
-        let copy = fresh_dir(&format!("each-{id}"));
-        copy_dir(&dir, &copy);
-        keep_up_to(&copy, id);
+        let copy = copy_up_to(&dir, &format!("each-{id}"), id);
         let (second, _, from) = run(2, Some(&copy), 0).unwrap();
         assert_eq!(from, Some(id));
         let mut all = before_barrier(&first, id, last);
@@ -548,10 +562,8 @@ fn exactly_once_files_hold_every_record_once_after_a_crash_at_any_checkpoint() {
     assert!(periodic.len() >= 4, "four gates: {periodic:?}");
     for &p in &periodic {
         for shards in [1, 2, 4] {
-            let (d, o) =
-                (fresh_dir(&format!("files-ck-{p}")), fresh_dir(&format!("files-out-{p}")));
-            copy_dir(&dir, &d);
-            keep_up_to(&d, p);
+            let d = copy_up_to(&dir, &format!("files-ck-{p}"), p);
+            let o = fresh_dir(&format!("files-out-{p}"));
             std::fs::create_dir(&o).unwrap();
             for part in ExactlyOnceFiles::<Out>::committed(&out).unwrap() {
                 let name = part.file_name().unwrap().to_str().unwrap().to_string();
@@ -744,30 +756,18 @@ fn a_checkpoint_write_that_fails_once_is_attempted_again() {
     for k in [1u64, 2, 4, 6, 9, 12, 15] {
         let dir = fresh_dir(&format!("retry-{k}"));
         let plan = FaultPlan::inject(FaultTrigger::Step(k), FaultAction::FailOnce(5)); // EIO
-        let pipeline = Pipeline::new().shards(2).checkpointing(
-            Checkpointing::new(&dir).interval(Duration::from_millis(1)).faults(plan.clone()),
-        );
-        let seen = Arc::new(AtomicU64::new(0));
-        let stream = pipeline
-            .from_source(Gated { seen: seen.clone(), gates: 2 })
-            .key_by(|e: &(u64, u64)| e.0)
-            .process(WindowSum::default);
-        let mut job = Job::new(&pipeline);
-        let sink = job.sink(stream, move |shard| Recording {
-            elements: Vec::new(),
-            seen: (shard.index == 0).then(|| seen.clone()),
-        });
-        let mut done = job.run().unwrap_or_else(|e| panic!("fault at step {k}: {e}"));
-        let stats = done.checkpoints.clone().unwrap();
+        let checkpointing =
+            Checkpointing::new(&dir).interval(Duration::from_millis(1)).faults(plan.clone());
+        let (per_shard, stats) = run_with(2, Some(checkpointing), 2)
+            .unwrap_or_else(|e| panic!("fault at step {k}: {e}"));
+        let stats = stats.unwrap();
         assert_eq!(plan.fired(), 1, "the fault at step {k} happened");
         assert_eq!(stats.write_retries, 1, "step {k}");
-        let got = sorted(done.take(sink).iter().flat_map(|s| records(&s.elements)).collect());
+        let got = sorted(per_shard.iter().flat_map(|e| records(e)).collect());
         assert_eq!(got, reference, "step {k}");
         // Every complete checkpoint it left restores.
         for id in completed(&dir) {
-            let copy = fresh_dir(&format!("retry-{k}-{id}"));
-            copy_dir(&dir, &copy);
-            keep_up_to(&copy, id);
+            let copy = copy_up_to(&dir, &format!("retry-{k}-{id}"), id);
             let (_, _, from) = run(2, Some(&copy), 0).unwrap();
             assert_eq!(from, Some(id));
             let _ = std::fs::remove_dir_all(&copy);
@@ -778,23 +778,11 @@ fn a_checkpoint_write_that_fails_once_is_attempted_again() {
     // checkpoints, or wait for a barrier that never comes) after its attempts.
     let dir = fresh_dir("retry-persistent");
     let plan = FaultPlan::inject(FaultTrigger::Step(1), FaultAction::FailPersistent(5));
-    let pipeline = Pipeline::new().shards(2).checkpointing(
-        Checkpointing::new(&dir)
-            .interval(Duration::from_millis(1))
-            .faults(plan.clone())
-            .write_attempts(2),
-    );
-    let seen = Arc::new(AtomicU64::new(0));
-    let stream = pipeline
-        .from_source(Gated { seen: seen.clone(), gates: 4 })
-        .key_by(|e: &(u64, u64)| e.0)
-        .process(WindowSum::default);
-    let mut job = Job::new(&pipeline);
-    job.sink(stream, move |shard| Recording {
-        elements: Vec::new(),
-        seen: (shard.index == 0).then(|| seen.clone()),
-    });
-    let err = job.run().unwrap_err();
+    let checkpointing = Checkpointing::new(&dir)
+        .interval(Duration::from_millis(1))
+        .faults(plan.clone())
+        .write_attempts(2);
+    let err = run_with(2, Some(checkpointing), 4).unwrap_err();
     assert!(matches!(err, PipelineError::Checkpoint(_)), "{err}");
     assert_eq!(plan.fired(), 2, "two attempts");
     let _ = std::fs::remove_dir_all(&dir);

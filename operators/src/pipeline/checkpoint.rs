@@ -512,9 +512,7 @@ impl Coordinator {
     /// Triggers checkpoint `requested + 1` and wakes the shards so that idle sources see it.
     fn trigger(&self) -> u64 {
         let id = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
-        for w in self.wakers.iter() {
-            w.wake();
-        }
+        self.wake_shards();
         id
     }
 
@@ -579,6 +577,10 @@ impl Coordinator {
     fn fail(&self, e: PipelineError) {
         self.progress().error.get_or_insert(e);
         self.halt.store(true, Ordering::Relaxed);
+        self.wake_shards();
+    }
+
+    fn wake_shards(&self) {
         for w in self.wakers.iter() {
             w.wake();
         }
