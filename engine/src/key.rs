@@ -292,6 +292,16 @@ impl<K> FrozenKeys<K> {
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
         live_keys(&self.keys, &self.live)
     }
+
+    /// How many keys are live.
+    pub fn len(&self) -> usize {
+        self.live.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.iter().all(|&w| w == 0)
+    }
 }
 
 /// The keys whose bit is set in `live`, with their ids, in id order (a word of bits at a time).

@@ -42,14 +42,20 @@ pub fn keyed_section_frozen(
     operator: &str,
     frozen: &dyn FrozenSnapshot,
 ) -> Result<Vec<u8>, CheckpointError> {
-    let mut snapshot = Vec::new();
-    frozen
-        .encode(&mut snapshot)
+    let snapshot = frozen
+        .encoded()
         .map_err(|source| CheckpointError::Encode { operator: operator.to_string(), source })?;
-    section(operator, &snapshot)
+    // The section's framing as `section` writes it, then the snapshot in one copy.
+    let len = snapshot.encoded_len();
+    let mut e = Encoder::with_limit(usize::MAX);
+    e.bytes(checked_name(operator)?.as_bytes())?.varint(len as u64)?;
+    let mut out = e.into_bytes();
+    out.reserve_exact(len);
+    snapshot.write_to(&mut out);
+    Ok(out)
 }
 
-fn section(operator: &str, snapshot: &[u8]) -> Result<Vec<u8>, CheckpointError> {
+fn checked_name(operator: &str) -> Result<&str, CheckpointError> {
     if operator.len() as u64 > MAX_OPERATOR_NAME {
         return Err(CheckpointError::TooLarge {
             what: "operator name",
@@ -57,8 +63,12 @@ fn section(operator: &str, snapshot: &[u8]) -> Result<Vec<u8>, CheckpointError> 
             limit: MAX_OPERATOR_NAME,
         });
     }
+    Ok(operator)
+}
+
+fn section(operator: &str, snapshot: &[u8]) -> Result<Vec<u8>, CheckpointError> {
     let mut e = Encoder::with_limit(usize::MAX);
-    e.bytes(operator.as_bytes())?.bytes(snapshot)?;
+    e.bytes(checked_name(operator)?.as_bytes())?.bytes(snapshot)?;
     Ok(e.into_bytes())
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::KeyedBackend;
 use super::snapshot::{BackendSnapshot, KeyGroupSnapshot, KeySnapshot, SnapshotError};
 use crate::key::{FrozenKeys, Key, KeyId};
-use crate::state::FrozenStates;
+use crate::state::{FrozenStates, patch_len, varint};
 use crate::time::Timestamp;
 use crate::timer::FrozenTimers;
 
@@ -32,17 +32,17 @@ pub struct FrozenBackend<K> {
 
 /// A frozen backend of any key type: what a checkpoint's writer encodes.
 pub trait FrozenSnapshot: Send + std::fmt::Debug {
-    /// Appends the snapshot's encoding ([`BackendSnapshot::to_bytes`]'s bytes) to `out`.
+    /// The snapshot's encoding ([`BackendSnapshot::to_bytes`]'s bytes), in parts.
     ///
     /// # Errors
     ///
     /// [`SnapshotError::State`] for a state value that does not encode.
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), SnapshotError>;
+    fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError>;
 }
 
 impl<K: Key + Send> FrozenSnapshot for FrozenBackend<K> {
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), SnapshotError> {
-        FrozenBackend::encode(self, out)
+    fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError> {
+        FrozenBackend::encoded(self)
     }
 }
 
@@ -108,15 +108,17 @@ impl<K: Key> FrozenBackend<K> {
                 processing_timers: timers_in_order(&self.processing_timers, id),
             });
         }
-        let mut ranks = Ranks::default();
+        let mut ranks = SortedOrders::default();
         for k in groups.values().flatten() {
             ranks.event.extend(k.event_timers.iter().map(|t| t.1));
             ranks.processing.extend(k.processing_timers.iter().map(|t| t.1));
         }
         ranks.sort();
         for k in groups.values_mut().flatten() {
-            k.event_timers.iter_mut().for_each(|t| t.1 = Ranks::rank(&ranks.event, t.1));
-            k.processing_timers.iter_mut().for_each(|t| t.1 = Ranks::rank(&ranks.processing, t.1));
+            k.event_timers.iter_mut().for_each(|t| t.1 = SortedOrders::rank(&ranks.event, t.1));
+            k.processing_timers
+                .iter_mut()
+                .for_each(|t| t.1 = SortedOrders::rank(&ranks.processing, t.1));
         }
         Ok(BackendSnapshot::new(
             self.watermark,
@@ -131,87 +133,97 @@ impl<K: Key> FrozenBackend<K> {
 
     /// Appends the snapshot's encoding to `out`: the bytes of
     /// [`snapshot`](Self::snapshot)`()?.`[`to_bytes`](BackendSnapshot::to_bytes)`()`, written
-    /// without building the tree. Both passes go through the keys in id order, so that the
-    /// copies are read front to back (a walk in key-group order would jump between them at
-    /// random): the first finds the keys to write and ranks every timer, the second appends each
-    /// key's entry to its group's buffer; the groups are then concatenated in order.
+    /// without building the tree ([`encoded`](Self::encoded), then one copy).
     ///
     /// # Errors
     ///
     /// [`SnapshotError::State`] for a state value that does not encode.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), SnapshotError> {
+        let encoded = self.encoded()?;
+        out.reserve(encoded.encoded_len());
+        encoded.write_to(out);
+        Ok(())
+    }
+
+    /// The snapshot's encoding in parts ([`EncodedSnapshot`]): its length is known before it is
+    /// written out, so that a checkpoint file's section can be framed and filled in one copy.
+    ///
+    /// Both passes go through the keys in id order, so that the copies are read front to back
+    /// (a walk in key-group order would jump between them at random): the first finds the keys
+    /// to write, counts them per key group and ranks every timer, the second appends each key's
+    /// entry to its group's buffer, which is sized from its first entry.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError::State`] for a state value that does not encode.
+    pub fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError> {
         let stores = [&self.event_timers, &self.processing_timers];
-        // Pass 1: the included keys, and each domain's timers' ranks, in the order pass 2 meets
-        // them (`(order << 32) | place`, sorted by order, gives each place its rank).
-        let mut ids = Vec::new();
-        let mut places: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        // Pass 1: the included keys with their timer counts, how many keys per group, and each
+        // domain's timers, `(timestamp, order)`, in the order pass 2 meets them (so that pass 2
+        // reads them front to back instead of the key index's spill sets again, at random).
+        let mut ids: Vec<(KeyId, [u32; 2])> = Vec::with_capacity(self.keys.len());
+        let mut counts: Vec<u64> = Vec::new();
+        let mut walked: [Vec<(Timestamp, u32)>; 2] = stores.map(|s| Vec::with_capacity(s.len()));
         for (id, _) in self.keys.iter() {
-            if !self.included(id) {
+            let mut n = [0u32; 2];
+            for d in 0..2 {
+                let before = walked[d].len();
+                stores[d].for_each_of_key_in_order(id, |ts, o| walked[d].push((ts, o)));
+                n[d] = (walked[d].len() - before) as u32;
+            }
+            if n == [0, 0] && !self.states.has_rows(id) {
                 continue;
             }
-            ids.push(id);
-            for (store, places) in stores.iter().zip(&mut places) {
-                store.for_each_of_key_in_order(id, |_, o| {
-                    places.push((u64::from(o) << 32) | places.len() as u64);
-                });
+            ids.push((id, n));
+            let g = self.group(id) as usize;
+            if g >= counts.len() {
+                counts.resize(g + 1, 0);
             }
+            counts[g] += 1;
         }
-        let ranks = places.map(|mut places| {
-            places.sort_unstable();
-            let mut ranks = vec![0u32; places.len()];
-            for (rank, p) in places.iter().enumerate() {
-                ranks[(p & u64::from(u32::MAX)) as usize] = rank as u32;
-            }
-            ranks
-        });
+        let ranks = [Ranks::new(&walked[0]), Ranks::new(&walked[1])];
 
         // Pass 2: each key's entry, appended to its group's buffer.
-        let mut groups: Vec<(u64, Vec<u8>)> = Vec::new();
-        let (mut row, mut rows, mut timers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut groups: Vec<Vec<u8>> = vec![Vec::new(); counts.len()];
+        let mut timers = Vec::new();
         let mut next = [0usize; 2];
-        for &id in &ids {
+        for &(id, n) in &ids {
             let g = self.group(id) as usize;
-            if g >= groups.len() {
-                groups.resize_with(g + 1, Default::default);
-            }
-            let (count, buf) = &mut groups[g];
-            *count += 1;
+            let buf = &mut groups[g];
             let at = buf.len();
-            varint(buf, 0);
+            buf.push(0);
             if let Some(k) = self.keys.get(id) {
                 k.write_canonical(buf);
             }
-            // The key's length prefix, now that it is known (one byte for keys under 128 bytes).
-            let len = buf.len() - at - 1;
-            if len >= 0x80 {
-                let mut prefix = Vec::new();
-                varint(&mut prefix, len as u64);
-                buf.splice(at..at + 1, prefix);
-            } else {
-                buf[at] = len as u8;
-            }
-            rows.clear();
-            let mut n = 0;
-            self.states.encode_rows(id, &mut row, |i, bytes| {
-                n += 1;
-                varint(&mut rows, u64::from(i));
-                varint(&mut rows, bytes.len() as u64);
-                rows.extend_from_slice(bytes);
-            })?;
-            varint(buf, n);
-            buf.extend_from_slice(&rows);
+            // The key's length prefix, now that it is known.
+            patch_len(buf, at, buf.len() - at - 1);
+            self.states.encode_rows_into(id, buf)?;
             for d in 0..2 {
+                let (from, to) = (next[d], next[d] + n[d] as usize);
+                next[d] = to;
+                varint(buf, u64::from(n[d]));
+                if let [(ts, o)] = walked[d][from..to] {
+                    varint(buf, zigzag(ts));
+                    varint(buf, u64::from(ranks[d].rank(from, o)));
+                    continue;
+                }
                 timers.clear();
-                stores[d].for_each_of_key_in_order(id, |ts, o| {
-                    timers.push((ts, o, ranks[d][next[d]]));
-                    next[d] += 1;
-                });
+                timers.extend(
+                    (from..to).map(|p| {
+                        (walked[d][p].0, walked[d][p].1, ranks[d].rank(p, walked[d][p].1))
+                    }),
+                );
                 timers.sort_unstable_by_key(|t| t.1);
-                varint(buf, timers.len() as u64);
                 for &(ts, _, rank) in &timers {
                     varint(buf, zigzag(ts));
                     varint(buf, u64::from(rank));
                 }
+            }
+            if at == 0 {
+                // The group's first entry: room for the rest at its size and a quarter, so that
+                // the buffer rarely grows (and is copied) again.
+                let rest = counts[g].saturating_sub(1) as usize;
+                buf.reserve(rest.saturating_mul(buf.len() + buf.len() / 4 + 1));
             }
         }
 
@@ -219,28 +231,123 @@ impl<K: Key> FrozenBackend<K> {
         let header =
             (BackendSnapshot::VERSION, self.watermark, self.processing_time, self.states.states());
         // Integers, strings and plain enums: postcard cannot fail.
-        out.extend_from_slice(&postcard::to_allocvec(&header).unwrap_or_default());
-        out.reserve(groups.iter().map(|g| g.1.len() + 20).sum());
-        varint(out, groups.iter().filter(|g| g.0 > 0).count() as u64);
-        for (group, (count, bytes)) in groups.iter().enumerate().filter(|(_, g)| g.0 > 0) {
-            varint(out, group as u64);
-            varint(out, *count);
+        let mut head = postcard::to_allocvec(&header).unwrap_or_default();
+        varint(&mut head, counts.iter().filter(|&&c| c > 0).count() as u64);
+        let groups = groups
+            .into_iter()
+            .zip(counts)
+            .enumerate()
+            .filter(|(_, (_, count))| *count > 0)
+            .map(|(group, (bytes, count))| {
+                let mut prefix = Vec::with_capacity(20);
+                varint(&mut prefix, group as u64);
+                varint(&mut prefix, count);
+                (prefix, bytes)
+            })
+            .collect();
+        Ok(EncodedSnapshot { head, groups })
+    }
+}
+
+/// A frozen backend's snapshot encoding, in parts ([`FrozenBackend::encoded`]): the bytes of
+/// [`BackendSnapshot::to_bytes`], of a known length, written out by
+/// [`write_to`](Self::write_to).
+#[derive(Debug)]
+pub struct EncodedSnapshot {
+    /// The header fields and the number of key groups.
+    head: Vec<u8>,
+    /// Each key group's prefix (its number and key count) and its keys' entries.
+    groups: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EncodedSnapshot {
+    /// The encoding's length in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.head.len() + self.groups.iter().map(|(p, b)| p.len() + b.len()).sum::<usize>()
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        for (prefix, bytes) in &self.groups {
+            out.extend_from_slice(prefix);
             out.extend_from_slice(bytes);
         }
-        Ok(())
+    }
+}
+
+/// The rank of every pending timer of one domain among the snapshot's timers, by registration
+/// order: a snapshot depends only on the order of the pending timers, not on how many
+/// registrations came before them. Orders are distinct (one per registration).
+enum Ranks {
+    /// Orders spanning little more than the timers: a bit per order from the lowest, `low`, and
+    /// the number of set bits before each word, so that a rank is a popcount.
+    Dense { low: u32, bits: Vec<u64>, before: Vec<u32> },
+    /// Orders spread thin (an old timer among many newer registrations): each timer's rank by
+    /// its place in pass 1's walk, from a sort.
+    Sparse(Vec<u32>),
+}
+
+impl Ranks {
+    /// Bits per timer up to which the dense form is used: 32 bits for the bitmap and 1 for the
+    /// counts per timer at most, against 12 bytes of the sort's.
+    const DENSE_BITS_PER_TIMER: u64 = 32;
+
+    /// The ranks of the timers `walked`, `(timestamp, order)` in pass 1's walk.
+    fn new(walked: &[(Timestamp, u32)]) -> Self {
+        let orders = || walked.iter().map(|t| t.1);
+        let low = orders().min().unwrap_or(0);
+        let span = orders().max().map_or(0, |m| u64::from(m - low) + 1);
+        if span <= Self::DENSE_BITS_PER_TIMER * walked.len() as u64 + 4096 {
+            let mut bits = vec![0u64; span.div_ceil(64) as usize];
+            for o in orders() {
+                let o = o - low;
+                bits[(o >> 6) as usize] |= 1 << (o & 63);
+            }
+            let mut seen = 0;
+            let before = bits
+                .iter()
+                .map(|w| {
+                    let b = seen;
+                    seen += w.count_ones();
+                    b
+                })
+                .collect();
+            return Ranks::Dense { low, bits, before };
+        }
+        // `(order << 32) | place`, sorted by order, gives each place its rank.
+        let mut places: Vec<u64> =
+            orders().enumerate().map(|(place, o)| (u64::from(o) << 32) | place as u64).collect();
+        places.sort_unstable();
+        let mut ranks = vec![0u32; places.len()];
+        for (rank, p) in places.iter().enumerate() {
+            ranks[(p & u64::from(u32::MAX)) as usize] = rank as u32;
+        }
+        Ranks::Sparse(ranks)
+    }
+
+    /// The rank of the timer of order `order`, met at `place` in pass 1's walk.
+    fn rank(&self, place: usize, order: u32) -> u32 {
+        match self {
+            Ranks::Dense { low, bits, before } => {
+                let order = order - low;
+                let (w, b) = ((order >> 6) as usize, order & 63);
+                before[w] + (bits[w] & ((1u64 << b) - 1)).count_ones()
+            }
+            Ranks::Sparse(ranks) => ranks[place],
+        }
     }
 }
 
 /// Every snapshot timer's registration order, per domain, sorted: a timer's rank is its place
-/// here, so that a snapshot depends only on the order of the pending timers, not on how many
-/// registrations came before them.
+/// here (the tree's ranks, [`FrozenBackend::snapshot`]).
 #[derive(Default)]
-struct Ranks {
+struct SortedOrders {
     event: Vec<u32>,
     processing: Vec<u32>,
 }
 
-impl Ranks {
+impl SortedOrders {
     fn sort(&mut self) {
         self.event.sort_unstable();
         self.processing.sort_unstable();
@@ -258,15 +365,6 @@ fn timers_in_order(store: &FrozenTimers, key: KeyId) -> Vec<(Timestamp, u32)> {
     store.for_each_of_key_in_order(key, |ts, order| out.push((ts, order)));
     out.sort_unstable_by_key(|t| t.1);
     out
-}
-
-/// Appends `v` as postcard writes an unsigned integer: LEB128, seven bits a byte, low first.
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// A signed integer as postcard maps it before its varint: zigzag, small magnitudes small.

@@ -45,7 +45,7 @@ mod tests;
 pub use access::{KeyContext, KeyTimers};
 pub use batch::{DATA_AHEAD, SLOT_AHEAD};
 pub use firing::{AdvanceStep, FireError};
-pub use frozen::{FrozenBackend, FrozenSnapshot};
+pub use frozen::{EncodedSnapshot, FrozenBackend, FrozenSnapshot};
 pub use metrics::OperatorMetrics;
 pub use snapshot::{BackendSnapshot, RestoreStats, SnapshotError, WatermarkOnRestore};
 

@@ -286,6 +286,32 @@ fn equal_timestamps_fire_in_registration_order_after_a_restore() {
 }
 
 #[test]
+fn an_old_timer_among_many_later_registrations_and_long_rows_encode_as_the_snapshot() {
+    // Key 1's timers are registered first; key 2 then registers and deletes thousands, so the
+    // pending timers' orders are spread thin (the encoder's sparse ranks) and key 2's list row
+    // grows past 127 bytes (a length prefix of two bytes and more).
+    let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);
+    let s = register(&mut b);
+    apply(&mut b, &s, &Step { key: 1, ts: 0, delay: 7, delete: false });
+    for ts in 0..5_000 {
+        apply(&mut b, &s, &Step { key: 2, ts, delay: 1_000, delete: false });
+        apply(&mut b, &s, &Step { key: 2, ts, delay: 1_000, delete: true });
+    }
+    apply(&mut b, &s, &Step { key: 2, ts: 5_000, delay: 3, delete: false });
+    apply(&mut b, &s, &Step { key: 3, ts: 5_001, delay: 3, delete: false });
+    let want = b.snapshot().unwrap().to_bytes();
+    let frozen = b.freeze().unwrap();
+    let mut bytes = Vec::new();
+    frozen.encode(&mut bytes).unwrap();
+    assert_eq!(bytes, want);
+    assert_eq!(frozen.encoded().unwrap().encoded_len(), want.len());
+    let snapshot = BackendSnapshot::from_bytes(&bytes).unwrap();
+    assert_eq!(snapshot.num_timers(), 6);
+    let (mut copy, cs, _) = restored([&snapshot], |_| true);
+    assert_eq!(observe(&mut copy, &cs), observe(&mut b, &s));
+}
+
+#[test]
 fn rows_of_a_state_registered_later_wait_for_it() {
     let (original, _) = built(&[Step { key: 7, ts: 3, delay: 1, delete: false }]);
     let snapshot = original.snapshot().unwrap();

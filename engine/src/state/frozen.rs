@@ -78,4 +78,72 @@ impl FrozenStates {
         }
         Ok(())
     }
+
+    /// Appends `key`'s rows as a snapshot encodes them (postcard's `Vec<(u32, Vec<u8>)>`: a
+    /// count, then each state's index, length and bytes), each row encoded in place: no copy
+    /// through a scratch buffer. On an error `out` is left in an unspecified state.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_rows`](Self::encode_rows).
+    pub fn encode_rows_into(&self, key: KeyId, out: &mut Vec<u8>) -> Result<(), StateError> {
+        let count_at = out.len();
+        out.push(0);
+        let mut n = 0u64;
+        for (i, column) in self.columns.iter().enumerate() {
+            let at = out.len();
+            varint(out, i as u64);
+            let start = out.len() + 1;
+            out.push(0);
+            let has = column.encode_row(key, out).map_err(|e| StateError::Restore {
+                name: self.infos[i].name.clone(),
+                reason: format!("a value could not be encoded: {e}"),
+            })?;
+            if has {
+                n += 1;
+                patch_len(out, start - 1, out.len() - start);
+            } else {
+                out.truncate(at);
+            }
+        }
+        let registered = self.columns.len();
+        for (i, rows) in self.restored.iter().enumerate() {
+            if let Some(bytes) = rows.get(&key) {
+                n += 1;
+                varint(out, (registered + i) as u64);
+                varint(out, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+            }
+        }
+        patch_len(out, count_at, n as usize);
+        Ok(())
+    }
+}
+
+/// Appends `v` as postcard writes an unsigned integer: LEB128, seven bits a byte, low first.
+#[inline]
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Writes `len` as a varint over the one byte reserved for it at `at`: in place when it fits in
+/// a byte (under 128, nearly always), otherwise by inserting the varint's further bytes.
+#[inline]
+pub(crate) fn patch_len(out: &mut Vec<u8>, at: usize, len: usize) {
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        patch_long_len(out, at, len);
+    }
+}
+
+#[cold]
+fn patch_long_len(out: &mut Vec<u8>, at: usize, len: usize) {
+    let mut prefix = Vec::with_capacity(10);
+    varint(&mut prefix, len as u64);
+    out.splice(at..=at, prefix);
 }

@@ -15,11 +15,23 @@ pub struct FrozenTimers {
     keys: KeyIndex,
     /// The store's next sequence number: the orders count from it.
     next: u32,
+    /// How many timers are pending.
+    len: usize,
 }
 
 impl FrozenTimers {
-    pub(super) fn new(keys: KeyIndex, next: u32) -> Self {
-        FrozenTimers { keys, next }
+    pub(super) fn new(keys: KeyIndex, next: u32, len: usize) -> Self {
+        FrozenTimers { keys, next, len }
+    }
+
+    /// How many timers are pending.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no timer is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Whether `key` has a pending timer.

@@ -376,7 +376,7 @@ impl TimerWheel {
     /// A copy of the pending timers by key, for a checkpoint to read off the shard: the key
     /// index only (24 bytes per key id), not the tiers.
     pub fn freeze(&self) -> FrozenTimers {
-        FrozenTimers::new(self.keys.clone(), self.seq.next)
+        FrozenTimers::new(self.keys.clone(), self.seq.next, self.len())
     }
 
     /// Calls `f` with every pending timer, in no particular order (for snapshots).
