@@ -9,8 +9,8 @@ use crate::key::KeyId;
 use crate::time::Timestamp;
 
 /// The pending timers of one store, by key, as a barrier found them
-/// ([`TimerWheel::freeze`](super::TimerWheel::freeze)).
-#[derive(Debug, Clone)]
+/// ([`TimerWheel::freeze_into`](super::TimerWheel::freeze_into)).
+#[derive(Debug, Clone, Default)]
 pub struct FrozenTimers {
     keys: KeyIndex,
     /// The store's next sequence number: the orders count from it.
@@ -20,8 +20,12 @@ pub struct FrozenTimers {
 }
 
 impl FrozenTimers {
-    pub(super) fn new(keys: KeyIndex, next: u32, len: usize) -> Self {
-        FrozenTimers { keys, next, len }
+    /// This copy made a copy of `keys`, keeping its memory.
+    pub(super) fn refill(mut self, keys: &KeyIndex, next: u32, len: usize) -> Self {
+        self.keys.clone_from(keys);
+        self.next = next;
+        self.len = len;
+        self
     }
 
     /// How many timers are pending.
