@@ -275,17 +275,11 @@ pub struct KeyInterner<K> {
 }
 
 /// The live keys of a [`KeyInterner`] as a checkpoint barrier found them
-/// ([`KeyInterner::freeze_into`]).
+/// ([`KeyInterner::freeze`]).
 #[derive(Debug, Clone)]
 pub struct FrozenKeys<K> {
     keys: Vec<K>,
     live: Vec<u64>,
-}
-
-impl<K> Default for FrozenKeys<K> {
-    fn default() -> Self {
-        FrozenKeys { keys: Vec::new(), live: Vec::new() }
-    }
 }
 
 impl<K> FrozenKeys<K> {
@@ -601,12 +595,9 @@ impl<K: Key> KeyInterner<K> {
     }
 
     /// A copy of the live keys, for a checkpoint to read off the shard (the key vector and the
-    /// live bits; not the table), written over `frozen` (the last checkpoint's copy, whose
-    /// memory `clone_from` keeps, or [`FrozenKeys::default`]).
-    pub fn freeze_into(&self, mut frozen: FrozenKeys<K>) -> FrozenKeys<K> {
-        frozen.keys.clone_from(&self.keys);
-        frozen.live.clone_from(&self.live);
-        frozen
+    /// live bits; not the table).
+    pub fn freeze(&self) -> FrozenKeys<K> {
+        FrozenKeys { keys: self.keys.clone(), live: self.live.clone() }
     }
 
     /// Starts doubling the table: a new table of twice the slots (zeroed memory, which costs

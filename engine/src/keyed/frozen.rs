@@ -7,7 +7,6 @@
 //! without building the snapshot's tree of vectors: [`FrozenBackend::snapshot`] builds the tree
 //! (for the harness and the tests), and the tests check that both give the same bytes.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 
 use super::KeyedBackend;
@@ -39,19 +38,11 @@ pub trait FrozenSnapshot: Send + std::fmt::Debug {
     ///
     /// [`SnapshotError::State`] for a state value that does not encode.
     fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError>;
-
-    /// The frozen backend as `Any`, for its shard to take it back, downcast it, and
-    /// [`refreeze`](KeyedBackend::refreeze) it at the next barrier.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
 impl<K: Key + Send> FrozenSnapshot for FrozenBackend<K> {
     fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError> {
         FrozenBackend::encoded(self)
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
     }
 }
 
@@ -65,47 +56,18 @@ impl<K: Key> KeyedBackend<K> {
     /// [`SnapshotError::AdvanceInProgress`] during an advance; [`SnapshotError::State`] if a
     /// state is being accessed (only possible from inside a state callback).
     pub fn freeze(&self) -> Result<FrozenBackend<K>, SnapshotError> {
-        self.refreeze(FrozenBackend::default())
-    }
-
-    /// [`freeze`](Self::freeze) written over `frozen`, the last checkpoint's copy (which the
-    /// checkpoint thread has encoded): its vectors keep their memory, so the copy lands on pages
-    /// already faulted in and allocates nearly nothing. Fresh pages made the freeze about three
-    /// times longer (`bench/RESULTS.md`).
-    ///
-    /// # Errors
-    ///
-    /// As [`freeze`](Self::freeze); `frozen` is then dropped.
-    pub fn refreeze(&self, frozen: FrozenBackend<K>) -> Result<FrozenBackend<K>, SnapshotError> {
         if self.advance.is_some() {
             return Err(SnapshotError::AdvanceInProgress);
         }
-        let mut groups = frozen.groups;
-        groups.clone_from(&self.groups);
         Ok(FrozenBackend {
-            keys: self.keys.freeze_into(frozen.keys),
-            groups,
-            states: self.state.freeze_into(frozen.states)?,
-            event_timers: self.event_timers.freeze_into(frozen.event_timers),
-            processing_timers: self.processing_timers.freeze_into(frozen.processing_timers),
+            keys: self.keys.freeze(),
+            groups: self.groups.clone(),
+            states: self.state.freeze()?,
+            event_timers: self.event_timers.freeze(),
+            processing_timers: self.processing_timers.freeze(),
             watermark: self.watermark,
             processing_time: self.processing_time,
         })
-    }
-}
-
-impl<K> Default for FrozenBackend<K> {
-    /// An empty copy, for [`KeyedBackend::refreeze`] to fill.
-    fn default() -> Self {
-        FrozenBackend {
-            keys: FrozenKeys::default(),
-            groups: Vec::new(),
-            states: FrozenStates::default(),
-            event_timers: FrozenTimers::default(),
-            processing_timers: FrozenTimers::default(),
-            watermark: Timestamp::MIN,
-            processing_time: Timestamp::MIN,
-        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! of an access, the type-erased view the registry works through, and the single-value rows of
 //! value, reducing and aggregating state.
 
-use std::any::Any;
 use std::cell::{RefCell, RefMut};
 use std::mem;
 use std::rc::Rc;
@@ -110,9 +109,8 @@ pub(super) trait ErasedColumn {
     /// the batch prefetch.
     fn row_regions(&self, out: &mut Vec<RowRegion>);
     /// A copy of the column's rows, for a checkpoint to encode off the shard (the values are
-    /// cloned; the column's function and indexes are not), written over `reuse` (the last
-    /// checkpoint's copy) where the column can ([`copy_into`]).
-    fn freeze(&self, reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn>;
+    /// cloned; the column's function and indexes are not).
+    fn freeze(&self) -> Box<dyn FrozenColumn>;
     /// Replaces `key`'s row with the one `bytes` encodes (a restore).
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError>;
 }
@@ -121,29 +119,11 @@ pub(super) trait ErasedColumn {
 /// ([`ErasedColumn::freeze`]) and encoded on the checkpoint thread, so the shard pays only for
 /// the copy.
 pub(super) trait FrozenColumn: Send {
-    /// The copy as `Any`, for [`copy_into`] to write over it.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Whether `key`'s row holds a value.
     fn has_row(&self, key: KeyId) -> bool;
     /// Appends `key`'s row in the snapshot encoding (`state/codec.rs`), with its TTL timestamps;
     /// returns false, appending nothing, when the row is empty.
     fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError>;
-}
-
-/// `column`'s copy, written over `reuse` when that is a copy of the same type: `clone_from`
-/// keeps the old copy's memory, so a checkpoint's copy lands on pages already faulted in (fresh
-/// ones made the freeze about 3x longer) and allocates nothing.
-pub(super) fn copy_into<C: FrozenColumn + Clone + 'static>(
-    column: &C,
-    reuse: Option<Box<dyn FrozenColumn>>,
-) -> Box<dyn FrozenColumn> {
-    if let Some(mut frozen) = reuse
-        && let Some(copy) = frozen.as_any_mut().downcast_mut::<C>()
-    {
-        copy.clone_from(column);
-        return frozen;
-    }
-    Box::new(column.clone())
 }
 
 /// The error of a row whose TTL timestamps do not match its state's TTL setting.
@@ -171,30 +151,12 @@ pub(super) enum Visible<'a, T> {
 ///
 /// Invariants: `stamps` is empty when `ttl` is `None`, else `stamps.len() == rows.len()`;
 /// `live` is the number of `Some` rows.
+#[derive(Clone)]
 pub(super) struct Cells<T> {
     rows: Vec<Option<T>>,
     stamps: Vec<Timestamp>,
     ttl: Option<Ttl>,
     live: usize,
-}
-
-impl<T: Clone> Clone for Cells<T> {
-    fn clone(&self) -> Self {
-        Cells {
-            rows: self.rows.clone(),
-            stamps: self.stamps.clone(),
-            ttl: self.ttl,
-            live: self.live,
-        }
-    }
-
-    /// Field by field, keeping this copy's memory ([`copy_into`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.rows.clone_from(&source.rows);
-        self.stamps.clone_from(&source.stamps);
-        self.ttl = source.ttl;
-        self.live = source.live;
-    }
 }
 
 impl<T> Cells<T> {
@@ -367,8 +329,8 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
         }
     }
 
-    fn freeze(&self, reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn> {
-        copy_into(self, reuse)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        Box::new(self.clone())
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -382,10 +344,6 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
 }
 
 impl<T: StateValue> FrozenColumn for Cells<T> {
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-
     fn has_row(&self, key: KeyId) -> bool {
         ErasedColumn::has_row(self, key)
     }

@@ -12,7 +12,6 @@ use crate::key::KeyId;
 /// The states of one registry as a barrier found them: the registered ones in registration
 /// order, then those restored but not registered (their rows kept as they were restored).
 /// `Send`: the checkpoint thread encodes it.
-#[derive(Default)]
 pub struct FrozenStates {
     infos: Vec<StateInfo>,
     columns: Vec<Box<dyn FrozenColumn>>,
@@ -34,11 +33,6 @@ impl FrozenStates {
         let (more, restored): (Vec<_>, Vec<_>) = restored.into_iter().unzip();
         infos.extend(more);
         FrozenStates { infos, columns, restored }
-    }
-
-    /// The copies of the registered states' columns, for the next checkpoint to write over.
-    pub(super) fn into_columns(self) -> Vec<Box<dyn FrozenColumn>> {
-        self.columns
     }
 
     /// The states, as a snapshot lists them; [`encode_rows`](Self::encode_rows) refers to them

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use super::codec::{CodecError, StateValue, decode, encode};
 use super::column::{
-    Column, ErasedColumn, FrozenColumn, copy_into, debug_handle, emptied as count_emptied, open,
-    row, ttl_mismatch,
+    Column, ErasedColumn, FrozenColumn, debug_handle, emptied as count_emptied, open, row,
+    ttl_mismatch,
 };
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
@@ -21,30 +21,12 @@ const KIND: &str = "ListState";
 ///
 /// Invariants: `stamps` is empty without TTL, else `stamps.len() == rows.len()` and every
 /// `stamps[i].len() == rows[i].len()`; `live` is the number of non-empty rows.
+#[derive(Clone)]
 pub(super) struct ListColumn<T> {
     rows: Vec<Vec<T>>,
     stamps: Vec<Vec<Timestamp>>,
     ttl: Option<Ttl>,
     live: usize,
-}
-
-impl<T: Clone> Clone for ListColumn<T> {
-    fn clone(&self) -> Self {
-        ListColumn {
-            rows: self.rows.clone(),
-            stamps: self.stamps.clone(),
-            ttl: self.ttl,
-            live: self.live,
-        }
-    }
-
-    /// Field by field, keeping this copy's memory down to each row's ([`copy_into`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.rows.clone_from(&source.rows);
-        self.stamps.clone_from(&source.stamps);
-        self.ttl = source.ttl;
-        self.live = source.live;
-    }
 }
 
 impl<T> ListColumn<T> {
@@ -208,8 +190,8 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
         }
     }
 
-    fn freeze(&self, reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn> {
-        copy_into(self, reuse)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        Box::new(self.clone())
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -349,10 +331,6 @@ impl<T> fmt::Debug for ListState<T> {
 }
 
 impl<T: StateValue> FrozenColumn for ListColumn<T> {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
     fn has_row(&self, key: KeyId) -> bool {
         ErasedColumn::has_row(self, key)
     }

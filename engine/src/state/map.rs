@@ -317,9 +317,7 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
         out.push(crate::prefetch::RowRegion::of(&self.rows));
     }
 
-    /// A fresh copy every time: `reuse` is not written over (a map's rows are rebuilt from its
-    /// entries, without the hash index, so no `clone_from` keeps their memory).
-    fn freeze(&self, _reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn> {
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
         let rows = self
             .rows
             .iter()
@@ -574,10 +572,6 @@ struct FrozenMap<K, V> {
 }
 
 impl<K: StateValue, V: StateValue> FrozenColumn for FrozenMap<K, V> {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
     fn has_row(&self, key: KeyId) -> bool {
         self.rows.get(row(key)).is_some_and(Option::is_some)
     }

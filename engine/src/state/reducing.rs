@@ -41,8 +41,8 @@ macro_rules! erased_via_cells {
         fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
             self.cells.row_regions(out);
         }
-        fn freeze(&self, reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn> {
-            self.cells.freeze(reuse)
+        fn freeze(&self) -> Box<dyn FrozenColumn> {
+            self.cells.freeze()
         }
         fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
             self.cells.decode_row(key, bytes)

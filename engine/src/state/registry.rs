@@ -406,15 +406,13 @@ impl StateRegistry {
 
     /// A copy of every state's rows for a checkpoint, encoded later off the shard
     /// ([`FrozenStates`]): the registered states in registration order, then those restored but
-    /// not registered. Written over `frozen` (the last checkpoint's copy, or an empty one),
-    /// whose columns keep their memory where they can.
+    /// not registered.
     ///
     /// # Errors
     ///
     /// [`StateError::Reentrant`] if a state is being accessed (only possible from inside a state
-    /// callback); `frozen` is then dropped.
-    pub fn freeze_into(&self, frozen: FrozenStates) -> Result<FrozenStates, StateError> {
-        let mut reuse = frozen.into_columns().into_iter();
+    /// callback).
+    pub fn freeze(&self) -> Result<FrozenStates, StateError> {
         let mut registered = Vec::with_capacity(self.states.len());
         for state in &self.states {
             let Ok(column) = state.column.data.try_borrow() else {
@@ -422,9 +420,7 @@ impl StateRegistry {
             };
             let info =
                 StateInfo { name: state.name.clone(), kind: state.kind, ttl: state.ttl.is_some() };
-            // A copy of another state's type is not written over (`copy_into`), so pairing the
-            // columns by position is safe even if registrations changed.
-            registered.push((info, column.freeze(reuse.next())));
+            registered.push((info, column.freeze()));
         }
         let restored = self.restored.iter().map(|r| (r.info.clone(), r.rows.clone())).collect();
         Ok(FrozenStates::new(registered, restored))

@@ -39,8 +39,8 @@ impl<T: StateValue> ErasedColumn for ValueColumn<T> {
     fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
         self.0.row_regions(out);
     }
-    fn freeze(&self, reuse: Option<Box<dyn FrozenColumn>>) -> Box<dyn FrozenColumn> {
-        self.0.freeze(reuse)
+    fn freeze(&self) -> Box<dyn FrozenColumn> {
+        self.0.freeze()
     }
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
         self.0.decode_row(key, bytes)

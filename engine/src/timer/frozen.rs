@@ -9,8 +9,8 @@ use crate::key::KeyId;
 use crate::time::Timestamp;
 
 /// The pending timers of one store, by key, as a barrier found them
-/// ([`TimerWheel::freeze_into`](super::TimerWheel::freeze_into)).
-#[derive(Debug, Clone, Default)]
+/// ([`TimerWheel::freeze`](super::TimerWheel::freeze)).
+#[derive(Debug, Clone)]
 pub struct FrozenTimers {
     keys: KeyIndex,
     /// The store's next sequence number: the orders count from it.
@@ -20,12 +20,8 @@ pub struct FrozenTimers {
 }
 
 impl FrozenTimers {
-    /// This copy made a copy of `keys`, keeping its memory.
-    pub(super) fn refill(mut self, keys: &KeyIndex, next: u32, len: usize) -> Self {
-        self.keys.clone_from(keys);
-        self.next = next;
-        self.len = len;
-        self
+    pub(super) fn new(keys: KeyIndex, next: u32, len: usize) -> Self {
+        FrozenTimers { keys, next, len }
     }
 
     /// How many timers are pending.

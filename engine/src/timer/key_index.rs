@@ -138,29 +138,11 @@ impl Spill {
 }
 
 /// Every key's live timers: the dedup index and the liveness test of entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct KeyIndex {
     pub(super) records: Vec<KeyRecord>,
     pub(super) spills: Vec<Spill>,
     pub(super) free_spills: Vec<u32>,
-}
-
-impl Clone for KeyIndex {
-    fn clone(&self) -> Self {
-        KeyIndex {
-            records: self.records.clone(),
-            spills: self.spills.clone(),
-            free_spills: self.free_spills.clone(),
-        }
-    }
-
-    /// Field by field, keeping this index's memory (a checkpoint's copy is written over the
-    /// last one's).
-    fn clone_from(&mut self, source: &Self) {
-        self.records.clone_from(&source.records);
-        self.spills.clone_from(&source.spills);
-        self.free_spills.clone_from(&source.free_spills);
-    }
 }
 
 impl KeyIndex {

@@ -374,10 +374,9 @@ impl TimerWheel {
     }
 
     /// A copy of the pending timers by key, for a checkpoint to read off the shard: the key
-    /// index only (24 bytes per key id), not the tiers. Written over `frozen` (the last
-    /// checkpoint's copy, whose memory `clone_from` keeps, or [`FrozenTimers::default`]).
-    pub fn freeze_into(&self, frozen: FrozenTimers) -> FrozenTimers {
-        frozen.refill(&self.keys, self.seq.next, self.len())
+    /// index only (24 bytes per key id), not the tiers.
+    pub fn freeze(&self) -> FrozenTimers {
+        FrozenTimers::new(self.keys.clone(), self.seq.next, self.len())
     }
 
     /// Calls `f` with every pending timer, in no particular order (for snapshots).

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use pinwheel_engine::exchange::{CheckpointBarrier, Message};
 use pinwheel_engine::keyed::{
-    AdvanceStep, BackendSettings, BackendSnapshot, FrozenBackend, KeyContext, KeyedBackend,
-    OperatorMetrics, RestoreStats, WatermarkOnRestore,
+    AdvanceStep, BackendSettings, BackendSnapshot, KeyContext, KeyedBackend, OperatorMetrics,
+    RestoreStats, WatermarkOnRestore,
 };
 use pinwheel_engine::keygroup::{KeyGroup, KeyGroups};
 use pinwheel_engine::time::{MAX_WATERMARK, TimeDomain, Timestamp};
@@ -299,14 +299,7 @@ fn on_barrier<K: pinwheel_engine::key::Key + Send, O>(
 ) -> Result<(), PipelineError> {
     if let Some((coordinator, id)) = checkpoints {
         let started = Instant::now();
-        let spare = coordinator
-            .spare_copy(names.shard, id)
-            .and_then(|f| f.into_any().downcast::<FrozenBackend<K>>().ok());
-        let frozen = match spare {
-            Some(spare) => backend.refreeze(*spare),
-            None => backend.freeze(),
-        }
-        .map_err(|e| names.snapshot(e))?;
+        let frozen = backend.freeze().map_err(|e| names.snapshot(e))?;
         coordinator.keyed_frozen(b.id, names.shard, id, Box::new(frozen), started);
     }
     out.push(StreamElement::Barrier(b));

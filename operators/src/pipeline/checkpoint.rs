@@ -79,12 +79,6 @@ pub struct Checkpointing {
     /// its error (default 3, at least 1): an I/O error or a full disk leaves nothing behind, and
     /// the next attempt writes under a new temporary name.
     pub write_attempts: u32,
-    /// Whether each keyed operator's checkpoint copy is kept once encoded and written over at
-    /// the next barrier (default: yes). Refilling memory already touched keeps the allocator
-    /// from handing out fresh pages to fault in, which made the shard's stall about 3x longer;
-    /// the price is that the copy's memory (about the size of the keyed state's rows, key list
-    /// and timer index) stays held between checkpoints rather than only during one.
-    pub reuse_copies: bool,
 }
 
 impl Checkpointing {
@@ -100,7 +94,6 @@ impl Checkpointing {
             restart: RestartPolicy::none(),
             faults: FaultPlan::none(),
             write_attempts: 3,
-            reuse_copies: true,
         }
     }
 
@@ -132,13 +125,6 @@ impl Checkpointing {
     /// Attempts of each file write before the checkpoint fails (at least 1).
     pub fn write_attempts(mut self, attempts: u32) -> Self {
         self.write_attempts = attempts.max(1);
-        self
-    }
-
-    /// Whether checkpoint copies are kept and written over at the next barrier
-    /// ([`reuse_copies`](Self::reuse_copies)).
-    pub fn reuse_copies(mut self, reuse: bool) -> Self {
-        self.reuse_copies = reuse;
         self
     }
 
@@ -226,9 +212,6 @@ struct Progress {
     handed_out: u64,
     stats: CheckpointStats,
     error: Option<PipelineError>,
-    /// Encoded copies by shard and operator, for the next barrier to write over
-    /// ([`Checkpointing::reuse_copies`]).
-    spare: Vec<(usize, Arc<str>, Box<dyn FrozenSnapshot>)>,
 }
 
 /// A checkpoint all of whose parts have arrived, for the checkpoint thread to write.
@@ -349,7 +332,6 @@ impl Coordinator {
                     ..CheckpointStats::default()
                 },
                 error: None,
-                spare: Vec::new(),
             }),
             complete_tx,
             complete_rx,
@@ -479,26 +461,6 @@ impl Coordinator {
         self.part(&mut p, id, shard).keyed.push((operator.clone(), frozen));
     }
 
-    /// The last copy of `operator` on `shard` that the checkpoint thread has encoded, if it is
-    /// kept ([`Checkpointing::reuse_copies`]): the barrier writes over it.
-    pub(crate) fn spare_copy(
-        &self,
-        shard: usize,
-        operator: &str,
-    ) -> Option<Box<dyn FrozenSnapshot>> {
-        let mut p = self.progress();
-        let i = p.spare.iter().position(|(s, o, _)| *s == shard && **o == *operator)?;
-        Some(p.spare.swap_remove(i).2)
-    }
-
-    /// Keeps an encoded copy for [`spare_copy`](Self::spare_copy): one per shard and operator
-    /// (a newer one replaces an older, when a barrier came before the last write ended).
-    fn keep_spare(&self, shard: usize, operator: Arc<str>, frozen: Box<dyn FrozenSnapshot>) {
-        let mut p = self.progress();
-        p.spare.retain(|(s, o, _)| !(*s == shard && *o == operator));
-        p.spare.push((shard, operator, frozen));
-    }
-
     /// A root on `shard` received barrier `id` (its sink has acted on it).
     pub(crate) fn root_barrier(&self, id: u64, shard: usize) {
         let mut p = self.progress();
@@ -560,18 +522,15 @@ impl Coordinator {
         let options = WriteOptions::default().with_faults(self.settings.faults.clone());
         let mut shards = Vec::with_capacity(self.shards);
         let mut bytes = 0;
-        for (shard, part) in c.shards.into_iter().enumerate() {
+        for (shard, part) in c.shards.iter().enumerate() {
             let range = self
                 .key_groups
                 .range_for_shard(shard, self.shards)
                 .map_err(|e| CheckpointError::InvalidArgument(e.to_string()))?;
             let meta = ShardFileMeta::new(c.id, shard as u32, self.shards as u32, range);
             let mut keyed = Vec::with_capacity(part.keyed.len());
-            for (operator, frozen) in part.keyed {
-                keyed.push((KEYED_SECTION, keyed_section_frozen(&operator, frozen.as_ref())?));
-                if self.settings.reuse_copies {
-                    self.keep_spare(shard, operator, frozen);
-                }
+            for (operator, frozen) in &part.keyed {
+                keyed.push((KEYED_SECTION, keyed_section_frozen(operator, frozen.as_ref())?));
             }
             let sources =
                 part.sources.iter().map(|(&o, p)| (SOURCE_SECTION, encode_position(o, p)));
