@@ -41,4 +41,5 @@ pub mod state;
 pub mod sync;
 pub mod time;
 pub mod timer;
+pub(crate) mod varint;
 pub mod watermark;

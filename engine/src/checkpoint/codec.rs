@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use super::error::{CheckpointError, CorruptKind};
+use crate::varint;
 
 /// A decoding failure: what went wrong, at which offset of the decoded bytes.
 ///
@@ -141,21 +142,10 @@ impl Encoder {
     /// # Errors
     ///
     /// [`CheckpointError::TooLarge`] past the limit.
-    pub fn varint(&mut self, mut v: u64) -> Result<&mut Self, CheckpointError> {
-        let mut tmp = [0u8; 10];
-        let mut n = 0;
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                tmp[n] = byte;
-                n += 1;
-                break;
-            }
-            tmp[n] = byte | 0x80;
-            n += 1;
-        }
-        self.raw(&tmp[..n])
+    pub fn varint(&mut self, v: u64) -> Result<&mut Self, CheckpointError> {
+        let mut buf = [0; varint::MAX_LEN];
+        let n = varint::write(&mut buf, v);
+        self.raw(&buf[..n])
     }
 
     /// Appends a zigzag-encoded signed LEB128 varint.
@@ -164,7 +154,7 @@ impl Encoder {
     ///
     /// [`CheckpointError::TooLarge`] past the limit.
     pub fn varint_i64(&mut self, v: i64) -> Result<&mut Self, CheckpointError> {
-        self.varint(((v << 1) ^ (v >> 63)) as u64)
+        self.varint(varint::zigzag(v))
     }
 
     /// Appends a varint length followed by the bytes.
@@ -292,30 +282,15 @@ impl<'a> Decoder<'a> {
     /// [`CorruptKind::Truncated`] at the end of the input; [`CorruptKind::VarintOverflow`] if it
     /// overflows a `u64` or is not minimal (a redundant zero continuation byte).
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
-        let start = self.pos;
-        let mut value: u64 = 0;
-        for i in 0..10u32 {
-            let byte = self.u8().map_err(|e| DecodeError { offset: start as u64, ..e })?;
-            let bits = u64::from(byte & 0x7f);
-            // The 10th byte may carry only the top bit of a u64.
-            if i == 9 && bits > 1 {
-                return Err(DecodeError {
-                    offset: start as u64,
-                    kind: CorruptKind::VarintOverflow,
-                });
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        match varint::read(rest) {
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
             }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                if byte == 0 && i > 0 {
-                    return Err(DecodeError {
-                        offset: start as u64,
-                        kind: CorruptKind::VarintOverflow,
-                    });
-                }
-                return Ok(value);
-            }
+            Err(varint::Malformed::Truncated) => Err(self.error(CorruptKind::Truncated)),
+            Err(varint::Malformed::Overflow) => Err(self.error(CorruptKind::VarintOverflow)),
         }
-        Err(DecodeError { offset: start as u64, kind: CorruptKind::VarintOverflow })
     }
 
     /// Reads a zigzag-encoded signed varint.
@@ -324,8 +299,7 @@ impl<'a> Decoder<'a> {
     ///
     /// As [`Decoder::varint`].
     pub fn varint_i64(&mut self) -> Result<i64, DecodeError> {
-        let v = self.varint()?;
-        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+        Ok(varint::unzigzag(self.varint()?))
     }
 
     /// Reads a varint length or count, refusing one above `max` or above the bytes that remain

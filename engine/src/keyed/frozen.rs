@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use super::KeyedBackend;
 use super::snapshot::{BackendSnapshot, KeyGroupSnapshot, KeySnapshot, SnapshotError};
 use crate::key::{FrozenKeys, Key, KeyId};
-use crate::state::{FrozenStates, patch_len, varint};
+use crate::state::FrozenStates;
 use crate::time::Timestamp;
 use crate::timer::FrozenTimers;
+use crate::varint::{self, patch_len, zigzag};
 
 /// A keyed backend's keys, state rows and pending timers as a checkpoint barrier found them,
 /// to be encoded off the shard. `Send` when the key type is.
@@ -201,10 +202,10 @@ impl<K: Key> FrozenBackend<K> {
             for d in 0..2 {
                 let (from, to) = (next[d], next[d] + n[d] as usize);
                 next[d] = to;
-                varint(buf, u64::from(n[d]));
+                varint::put(buf, u64::from(n[d]));
                 if let [(ts, o)] = walked[d][from..to] {
-                    varint(buf, zigzag(ts));
-                    varint(buf, u64::from(ranks[d].rank(from, o)));
+                    varint::put(buf, zigzag(ts));
+                    varint::put(buf, u64::from(ranks[d].rank(from, o)));
                     continue;
                 }
                 timers.clear();
@@ -215,8 +216,8 @@ impl<K: Key> FrozenBackend<K> {
                 );
                 timers.sort_unstable_by_key(|t| t.1);
                 for &(ts, _, rank) in &timers {
-                    varint(buf, zigzag(ts));
-                    varint(buf, u64::from(rank));
+                    varint::put(buf, zigzag(ts));
+                    varint::put(buf, u64::from(rank));
                 }
             }
             if at == 0 {
@@ -232,7 +233,7 @@ impl<K: Key> FrozenBackend<K> {
             (BackendSnapshot::VERSION, self.watermark, self.processing_time, self.states.states());
         // Integers, strings and plain enums: postcard cannot fail.
         let mut head = postcard::to_allocvec(&header).unwrap_or_default();
-        varint(&mut head, counts.iter().filter(|&&c| c > 0).count() as u64);
+        varint::put(&mut head, counts.iter().filter(|&&c| c > 0).count() as u64);
         let groups = groups
             .into_iter()
             .zip(counts)
@@ -240,8 +241,8 @@ impl<K: Key> FrozenBackend<K> {
             .filter(|(_, (_, count))| *count > 0)
             .map(|(group, (bytes, count))| {
                 let mut prefix = Vec::with_capacity(20);
-                varint(&mut prefix, group as u64);
-                varint(&mut prefix, count);
+                varint::put(&mut prefix, group as u64);
+                varint::put(&mut prefix, count);
                 (prefix, bytes)
             })
             .collect();
@@ -365,9 +366,4 @@ fn timers_in_order(store: &FrozenTimers, key: KeyId) -> Vec<(Timestamp, u32)> {
     store.for_each_of_key_in_order(key, |ts, order| out.push((ts, order)));
     out.sort_unstable_by_key(|t| t.1);
     out
-}
-
-/// A signed integer as postcard maps it before its varint: zigzag, small magnitudes small.
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
 }

@@ -13,6 +13,7 @@ use crate::key::{Key, KeyId};
 use crate::keygroup::{KeyGroup, KeyGroups};
 use crate::state::{CodecError, RestoreTarget, StateInfo};
 use crate::time::{TimeDomain, Timestamp};
+use crate::varint;
 
 impl<K: Key> KeyedBackend<K> {
     /// Restores the key groups for which `owns` is true from `snapshots` (one per old shard, in
@@ -254,19 +255,9 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     /// An unsigned LEB128 varint of at most 64 bits.
     fn varint(&mut self) -> Result<u64, SnapshotError> {
-        let mut v = 0u64;
-        for (i, &b) in self.0.iter().enumerate().take(10) {
-            let bits = u64::from(b & 0x7f);
-            if i == 9 && b > 1 {
-                break;
-            }
-            v |= bits << (7 * i);
-            if b & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Ok(v);
-            }
-        }
-        Err(decode("a truncated or overlong varint"))
+        let (v, n) = varint::read(self.0).map_err(|_| decode("a truncated or overlong varint"))?;
+        self.0 = &self.0[n..];
+        Ok(v)
     }
 
     fn u32(&mut self) -> Result<u32, SnapshotError> {
@@ -275,8 +266,7 @@ impl<'a> Reader<'a> {
 
     /// A zigzag-encoded signed integer.
     fn i64(&mut self) -> Result<i64, SnapshotError> {
-        let n = self.varint()?;
-        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+        Ok(varint::unzigzag(self.varint()?))
     }
 
     /// A length-prefixed byte string, borrowed.

@@ -8,6 +8,7 @@ use super::StateError;
 use super::column::FrozenColumn;
 use super::registry::StateInfo;
 use crate::key::KeyId;
+use crate::varint;
 
 /// The states of one registry as a barrier found them: the registered ones in registration
 /// order, then those restored but not registered (their rows kept as they were restored).
@@ -92,7 +93,7 @@ impl FrozenStates {
         let mut n = 0u64;
         for (i, column) in self.columns.iter().enumerate() {
             let at = out.len();
-            varint(out, i as u64);
+            varint::put(out, i as u64);
             let start = out.len() + 1;
             out.push(0);
             let has = column.encode_row(key, out).map_err(|e| StateError::Restore {
@@ -101,7 +102,7 @@ impl FrozenStates {
             })?;
             if has {
                 n += 1;
-                patch_len(out, start - 1, out.len() - start);
+                varint::patch_len(out, start - 1, out.len() - start);
             } else {
                 out.truncate(at);
             }
@@ -110,40 +111,12 @@ impl FrozenStates {
         for (i, rows) in self.restored.iter().enumerate() {
             if let Some(bytes) = rows.get(&key) {
                 n += 1;
-                varint(out, (registered + i) as u64);
-                varint(out, bytes.len() as u64);
+                varint::put(out, (registered + i) as u64);
+                varint::put(out, bytes.len() as u64);
                 out.extend_from_slice(bytes);
             }
         }
-        patch_len(out, count_at, n as usize);
+        varint::patch_len(out, count_at, n as usize);
         Ok(())
     }
-}
-
-/// Appends `v` as postcard writes an unsigned integer: LEB128, seven bits a byte, low first.
-#[inline]
-pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Writes `len` as a varint over the one byte reserved for it at `at`: in place when it fits in
-/// a byte (under 128, nearly always), otherwise by inserting the varint's further bytes.
-#[inline]
-pub(crate) fn patch_len(out: &mut Vec<u8>, at: usize, len: usize) {
-    if len < 0x80 {
-        out[at] = len as u8;
-    } else {
-        patch_long_len(out, at, len);
-    }
-}
-
-#[cold]
-fn patch_long_len(out: &mut Vec<u8>, at: usize, len: usize) {
-    let mut prefix = Vec::with_capacity(10);
-    varint(&mut prefix, len as u64);
-    out.splice(at..=at, prefix);
 }

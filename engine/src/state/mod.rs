@@ -95,7 +95,6 @@ pub use descriptor::{
     ReduceFn, ReduceFunction, ReducingStateDescriptor, ValueStateDescriptor,
 };
 pub use frozen::FrozenStates;
-pub(crate) use frozen::{patch_len, varint};
 pub use list::ListState;
 pub use map::MapState;
 pub use reducing::{AggregatingState, ReducingState};
