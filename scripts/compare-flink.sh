@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Pinwheel vs Apache Flink 2.3.0, side by side on the same machine, one job of docs/benchmarks.md.
 #
-#   scripts/compare-flink.sh JOB [--events N] [--keys K] [--events-per-ms R] [--shards P] [--rate X] [--flink-only]
+#   scripts/compare-flink.sh JOB [--events N] [--keys K] [--events-per-ms R] [--shards P] [--rate X]
+#                                [--checkpoint-interval-ms MS] [--flink-only]
 #
 #   JOB: count-with-timeout | window-sum | timer-burst | heartbeat
 #   Defaults (docs/benchmarks.md): --events 20000000 --keys 1000000 --events-per-ms 10 --shards 2; timer-burst runs
 #   with N = K (2000000 when neither is given, else the one given); heartbeat with --rate 200000 and
-#   --events 2000000 (about 10 s) unless given.
+#   --events 2000000 (about 10 s) unless given. --checkpoint-interval-ms MS: both sides checkpoint
+#   every MS into a temporary directory (Pinwheel: --checkpoint-dir; Flink: the heap backend on
+#   file://), and each line carries its checkpoint figures.
 #
 # Runs scripts/flink-setup.sh, then the Pinwheel side
 #   cargo run --release -q -p pinwheel-bench -- JOB --events N --keys K --events-per-ms R --shards P [--rate X]
@@ -22,7 +25,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "compare-flink: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] || { usage >&2; exit 1; }
@@ -33,7 +36,7 @@ case "$job" in
   *) die "unknown job '$job' (count-with-timeout, window-sum, timer-burst, heartbeat)" ;;
 esac
 
-events=""; keys=""; per_ms=10; shards=2; rate=""; flink_only=0
+events=""; keys=""; per_ms=10; shards=2; rate=""; flink_only=0; checkpoint_ms=
 num() { [[ "${2:-}" =~ ^[0-9][0-9_,]*$ ]] || die "$1 needs a number, got '${2:-}'"; echo "${2//[_,]/}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --events-per-ms) per_ms="$(num "$1" "${2:-}")" || exit 1; shift 2 ;;
     --shards) shards="$(num "$1" "${2:-}")" || exit 1; shift 2 ;;
     --rate) rate="$(num "$1" "${2:-}")" || exit 1; shift 2 ;;
+    --checkpoint-interval-ms) checkpoint_ms="$(num "$1" "${2:-}")" || exit 1; shift 2 ;;
     --flink-only) flink_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
@@ -65,6 +69,11 @@ args=(--events "$events" --keys "$keys" --events-per-ms "$per_ms" --shards "$sha
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/compare-flink.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
+pinwheel_args=("${args[@]}"); flink_args=("${args[@]}")
+if [ -n "$checkpoint_ms" ]; then
+  pinwheel_args+=(--checkpoint-interval-ms "$checkpoint_ms" --checkpoint-dir "$tmp/pinwheel-checkpoints")
+  flink_args+=(--checkpoint-interval-ms "$checkpoint_ms" --checkpoint-dir "$tmp/flink-checkpoints")
+fi
 
 # The last stdout line that starts with engine=$1, from file $2.
 result_line() { grep "^engine=$1 " "$2" | tail -1; }
@@ -73,8 +82,8 @@ pinwheel_line=""
 if [ $flink_only -eq 1 ]; then
   echo "compare-flink: --flink-only: Pinwheel side skipped" >&2
 else
-  echo "compare-flink: Pinwheel: cargo run --release -q -p pinwheel-bench -- $job ${args[*]}" >&2
-  (cd "$root" && cargo run --release -q -p pinwheel-bench -- "$job" "${args[@]}") >"$tmp/pinwheel.out"
+  echo "compare-flink: Pinwheel: cargo run --release -q -p pinwheel-bench -- $job ${pinwheel_args[*]}" >&2
+  (cd "$root" && cargo run --release -q -p pinwheel-bench -- "$job" "${pinwheel_args[@]}") >"$tmp/pinwheel.out"
   status=$?
   pinwheel_line="$(result_line pinwheel "$tmp/pinwheel.out")"
   if [ $status -ne 0 ] || [ -z "$pinwheel_line" ]; then
@@ -84,8 +93,8 @@ else
   fi
 fi
 
-echo "compare-flink: Flink: bench/flink/run.sh --job $job ${args[*]}" >&2
-"$root/bench/flink/run.sh" --job "$job" "${args[@]}" >"$tmp/flink.out"
+echo "compare-flink: Flink: bench/flink/run.sh --job $job ${flink_args[*]}" >&2
+"$root/bench/flink/run.sh" --job "$job" "${flink_args[@]}" >"$tmp/flink.out"
 status=$?
 flink_line="$(result_line flink "$tmp/flink.out")"
 if [ $status -ne 0 ] || [ -z "$flink_line" ]; then

@@ -12,7 +12,9 @@ import org.apache.flink.api.common.RuntimeExecutionMode;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple3;
+import org.apache.flink.configuration.CheckpointingOptions;
 import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.ExternalizedCheckpointRetention;
 import org.apache.flink.configuration.ExecutionOptions;
 import org.apache.flink.configuration.PipelineOptions;
 import org.apache.flink.configuration.RestOptions;
@@ -31,6 +33,7 @@ import pinwheel.flink.StandardStream.Event;
  * java -cp 'bench/flink/classes:bench/flink/lib/*' pinwheel.flink.FlinkBench \
  *     --job count-with-timeout|window-sum|timer-burst|heartbeat \
  *     [--events N] [--keys K] [--events-per-ms R] [--shards P] [--rate EV_PER_S]
+ *     [--checkpoint-interval-ms MS --checkpoint-dir DIR]
  * </pre>
  *
  * Prints one key=value line on stdout (everything else goes to stderr).
@@ -58,6 +61,8 @@ public final class FlinkBench {
         long bufferTimeoutMs = -2; // -2: per job (see bufferTimeout()); -1: flush only full buffers
         boolean objectReuse = true;
         boolean verify;
+        long checkpointIntervalMs = 0; // 0: no checkpoints
+        String checkpointDir;
 
         boolean defaultSizes() {
             return events == DEFAULT_EVENTS && keys == DEFAULT_KEYS && eventsPerMs == DEFAULT_EVENTS_PER_MS;
@@ -81,6 +86,8 @@ public final class FlinkBench {
             "          --buffer-timeout-ms MS (100, Flink's default; heartbeat 0 = flush every record; -1 = only full)",
             "          --no-object-reuse (object reuse is on by default)",
             "          --verify (also check every key's last count in count-with-timeout; costs memory)",
+            "          --checkpoint-interval-ms MS --checkpoint-dir DIR (checkpoints of the heap backend every MS",
+            "            into file://DIR, the last one retained; the result line adds checkpoints= and checkpoint_bytes=)",
             "  prints one line: engine=flink job=... events=... keys=... shards=... outputs=... sum=... seconds=...",
             "  events_per_s=... output_span_seconds=... outputs_per_s_in_span=... peak_rss_bytes=... [p50_us= p99_us=",
             "  p999_us= max_us= | ideal_outputs=]");
@@ -122,11 +129,16 @@ public final class FlinkBench {
                 case "--rate": a.rate = number(flag, v); break;
                 case "--watermark-interval-ms": a.watermarkIntervalMs = number(flag, v); break;
                 case "--buffer-timeout-ms": a.bufferTimeoutMs = number(flag, v); break;
+                case "--checkpoint-interval-ms": a.checkpointIntervalMs = number(flag, v); break;
+                case "--checkpoint-dir": a.checkpointDir = v; break;
                 default: throw new IllegalArgumentException("unknown argument " + flag + " (try --help)");
             }
         }
         if (a.job == null) {
             throw new IllegalArgumentException("--job is required (try --help)");
+        }
+        if ((a.checkpointIntervalMs > 0) != (a.checkpointDir != null)) {
+            throw new IllegalArgumentException("--checkpoint-interval-ms and --checkpoint-dir go together");
         }
         switch (a.job) {
             case "count-with-timeout": case "window-sum": case "timer-burst": case "heartbeat": break;
@@ -203,6 +215,15 @@ public final class FlinkBench {
             conf.set(ExecutionOptions.BUFFER_TIMEOUT, Duration.ofMillis(bufferTimeout));
         }
         conf.set(RestOptions.BIND_PORT, "0"); // several runs on one machine never collide
+        if (a.checkpointIntervalMs > 0) {
+            conf.set(CheckpointingOptions.CHECKPOINTING_INTERVAL, Duration.ofMillis(a.checkpointIntervalMs));
+            conf.set(CheckpointingOptions.CHECKPOINT_STORAGE, "filesystem");
+            conf.set(CheckpointingOptions.CHECKPOINTS_DIRECTORY,
+                    Paths.get(a.checkpointDir).toAbsolutePath().toUri().toString());
+            // The last checkpoint stays once the job has finished: its id counts them, its files size them.
+            conf.set(CheckpointingOptions.EXTERNALIZED_CHECKPOINT_RETENTION,
+                    ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION);
+        }
         StreamExecutionEnvironment env = StreamExecutionEnvironment.createLocalEnvironment(p, conf);
 
         DataStream<Event> events = env.fromSequence(0, p * m - 1)
@@ -247,6 +268,11 @@ public final class FlinkBench {
                     percentileUs(r.latencies, 0.50), percentileUs(r.latencies, 0.99),
                     percentileUs(r.latencies, 0.999), percentileUs(r.latencies, 1.0)));
         }
+        if (a.checkpointIntervalMs > 0) {
+            long[] last = lastCheckpoint(a.checkpointDir);
+            line.append(String.format(Locale.ROOT, " checkpoint_interval_ms=%d checkpoints=%d checkpoint_bytes=%d",
+                    a.checkpointIntervalMs, last[0], last[1]));
+        }
         if (a.defaultSizes() && a.job.equals("count-with-timeout")) {
             line.append(" ideal_outputs=").append(IDEAL_COUNT_WITH_TIMEOUT);
         } else if (a.defaultSizes() && a.job.equals("window-sum")) {
@@ -265,6 +291,35 @@ public final class FlinkBench {
         stdout.println(line);
         stdout.flush();
         System.exit(0); // the mini-cluster's threads need not linger
+    }
+
+    /** The id of the newest retained checkpoint under {@code dir} (JOB_ID/chk-N) and its size in bytes. */
+    static long[] lastCheckpoint(String dir) throws IOException {
+        long id = 0;
+        java.nio.file.Path newest = null;
+        try (java.util.stream.Stream<java.nio.file.Path> all = Files.walk(Paths.get(dir), 2)) {
+            for (java.nio.file.Path c : (Iterable<java.nio.file.Path>) all::iterator) {
+                String name = c.getFileName().toString();
+                if (Files.isDirectory(c) && name.matches("chk-[0-9]+")) {
+                    long n = Long.parseLong(name.substring(4));
+                    if (n > id) {
+                        id = n;
+                        newest = c;
+                    }
+                }
+            }
+        }
+        long bytes = 0;
+        if (newest != null) {
+            try (java.util.stream.Stream<java.nio.file.Path> files = Files.walk(newest)) {
+                for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+                    if (Files.isRegularFile(f)) {
+                        bytes += Files.size(f);
+                    }
+                }
+            }
+        }
+        return new long[] {id, bytes};
     }
 
     static CountingSink.PerKey perKeyCheck(Args a) {
