@@ -290,8 +290,9 @@ enum Ranks {
 }
 
 impl Ranks {
-    /// Bits per timer up to which the dense form is used: 32 bits for the bitmap and 1 for the
-    /// counts per timer at most, against 12 bytes of the sort's.
+    /// The most bitmap bits per timer for which the dense form is used (above a floor of 4,096
+    /// bits): then the bitmap takes at most 4 bytes per timer and its counts (a `u32` per 64
+    /// bits) at most 2, against the 12 bytes per timer of the sort's.
     const DENSE_BITS_PER_TIMER: u64 = 32;
 
     /// The ranks of the timers `walked`, `(timestamp, order)` in pass 1's walk.
