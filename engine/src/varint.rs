@@ -6,7 +6,8 @@
 /// The most bytes a `u64` takes.
 pub(crate) const MAX_LEN: usize = 10;
 
-/// Appends `v`.
+/// Appends `v`. Byte by byte rather than through [`write`] and a slice copy: the snapshot
+/// encoders call it for every field, and a short copy costs a `memcpy` call.
 #[inline]
 pub(crate) fn put(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

@@ -3,10 +3,12 @@ package pinwheel.flink;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.BitSet;
 import java.util.Locale;
+import java.util.stream.Stream;
 
 import org.apache.flink.api.common.RuntimeExecutionMode;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
@@ -296,9 +298,9 @@ public final class FlinkBench {
     /** The id of the newest retained checkpoint under {@code dir} (JOB_ID/chk-N) and its size in bytes. */
     static long[] lastCheckpoint(String dir) throws IOException {
         long id = 0;
-        java.nio.file.Path newest = null;
-        try (java.util.stream.Stream<java.nio.file.Path> all = Files.walk(Paths.get(dir), 2)) {
-            for (java.nio.file.Path c : (Iterable<java.nio.file.Path>) all::iterator) {
+        Path newest = null;
+        try (Stream<Path> all = Files.walk(Paths.get(dir), 2)) {
+            for (Path c : (Iterable<Path>) all::iterator) {
                 String name = c.getFileName().toString();
                 if (Files.isDirectory(c) && name.matches("chk-[0-9]+")) {
                     long n = Long.parseLong(name.substring(4));
@@ -311,8 +313,8 @@ public final class FlinkBench {
         }
         long bytes = 0;
         if (newest != null) {
-            try (java.util.stream.Stream<java.nio.file.Path> files = Files.walk(newest)) {
-                for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+            try (Stream<Path> files = Files.walk(newest)) {
+                for (Path f : (Iterable<Path>) files::iterator) {
                     if (Files.isRegularFile(f)) {
                         bytes += Files.size(f);
                     }
