@@ -16,6 +16,7 @@ use std::hash::Hash;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::cow_vec::{CowVec, FrozenVec};
 use crate::prefetch::prefetch_index;
 
 /// A dense id for a key within one keyed operator on one shard: the index of the key's row in every
@@ -263,11 +264,12 @@ pub struct KeyInterner<K> {
     shift: u32,
     /// While the table grows: the previous table, drained into `slots` a few slots per new key.
     old: Option<Draining>,
-    keys: Vec<K>,
+    /// The keys by id; copy-on-write, so that a checkpoint freezes them in O(pages).
+    keys: CowVec<K>,
     /// Ids of removed keys, given out again before new ones.
     free: Vec<KeyId>,
     /// One bit per id: set while the id names a live key.
-    live: Vec<u64>,
+    live: CowVec<u64>,
     /// The most live keys allowed.
     limit: usize,
     /// The secret of the position mix.
@@ -278,8 +280,8 @@ pub struct KeyInterner<K> {
 /// ([`KeyInterner::freeze`]).
 #[derive(Debug, Clone)]
 pub struct FrozenKeys<K> {
-    keys: Vec<K>,
-    live: Vec<u64>,
+    keys: FrozenVec<K>,
+    live: FrozenVec<u64>,
 }
 
 impl<K> FrozenKeys<K> {
@@ -290,36 +292,43 @@ impl<K> FrozenKeys<K> {
 
     /// The live keys with their ids, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
-        live_keys(&self.keys, &self.live)
+        let words = (0..self.live.len()).filter_map(|w| self.live.get(w).copied());
+        live_ids(words).filter_map(move |id| Some((id as KeyId, self.keys.get(id)?)))
     }
 
     /// How many keys are live.
     pub fn len(&self) -> usize {
-        self.live.iter().map(|w| w.count_ones() as usize).sum()
+        self.words().map(|w| w.count_ones() as usize).sum()
     }
 
     /// Whether no key is live.
     pub fn is_empty(&self) -> bool {
-        self.live.iter().all(|&w| w == 0)
+        self.words().all(|w| w == 0)
+    }
+
+    fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.live.len()).filter_map(|w| self.live.get(w).copied())
     }
 }
 
 /// The keys whose bit is set in `live`, with their ids, in id order (a word of bits at a time).
 fn live_keys<'a, K>(keys: &'a [K], live: &'a [u64]) -> impl Iterator<Item = (KeyId, &'a K)> + 'a {
-    live.iter()
-        .enumerate()
-        .flat_map(move |(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let id = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                Some(id)
-            })
+    live_ids(live.iter().copied()).filter_map(move |id| Some((id as KeyId, keys.get(id)?)))
+}
+
+/// The ids whose bit is set in the words `live`, in order.
+fn live_ids(live: impl Iterator<Item = u64>) -> impl Iterator<Item = usize> {
+    live.enumerate().flat_map(move |(w, word)| {
+        let mut bits = word;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let id = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(id)
         })
-        .filter_map(move |id| Some((id as KeyId, keys.get(id)?)))
+    })
 }
 
 /// An empty slot (a valid slot holds its id plus one, never 0).
@@ -410,9 +419,9 @@ impl<K: Key> KeyInterner<K> {
             slots: vec![EMPTY_SLOT; 1 << INITIAL_BITS],
             shift: 64 - INITIAL_BITS,
             old: None,
-            keys: Vec::new(),
+            keys: CowVec::new(),
             free: Vec::new(),
-            live: Vec::new(),
+            live: CowVec::new(),
             limit,
             seed: random_seed(),
         }
@@ -594,10 +603,10 @@ impl<K: Key> KeyInterner<K> {
         live_keys(&self.keys, &self.live)
     }
 
-    /// A copy of the live keys, for a checkpoint to read off the shard (the key vector and the
-    /// live bits; not the table).
-    pub fn freeze(&self) -> FrozenKeys<K> {
-        FrozenKeys { keys: self.keys.clone(), live: self.live.clone() }
+    /// The live keys frozen for a checkpoint to read off the shard: the key vector and the live
+    /// bits, copy-on-write (`cow_vec.rs`: O(pages) here); not the table.
+    pub fn freeze(&mut self) -> FrozenKeys<K> {
+        FrozenKeys { keys: self.keys.freeze(), live: self.live.freeze() }
     }
 
     /// Starts doubling the table: a new table of twice the slots (zeroed memory, which costs

@@ -26,14 +26,17 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-// Checkpoint files; its `fs` module is one of the four allowed unsafe code.
+// Checkpoint files; its `fs` module is one of the five allowed unsafe code.
 pub mod checkpoint;
+// Copy-on-write rows for the checkpoint freeze; one of the modules allowed unsafe code.
+#[allow(unsafe_code)]
+pub mod cow_vec;
 pub mod exchange;
 pub mod key;
 pub mod keyed;
 pub mod keygroup;
 pub mod placement;
-// Issues the CPU's prefetch hint; one of the four modules allowed unsafe code.
+// Issues the CPU's prefetch hint; one of the five modules allowed unsafe code.
 #[allow(unsafe_code)]
 pub mod prefetch;
 pub mod shard;

@@ -28,8 +28,9 @@ use crate::output::Collector;
 /// An instance lives on one shard: it is built there by the factory given to
 /// [`KeyedStream::process`](crate::pipeline::KeyedStream::process), so it need not be `Send`.
 pub trait KeyedProcessFunction {
-    /// The key type (`Send`: a checkpoint encodes the keys it froze at a barrier off the shard).
-    type Key: Key + Send;
+    /// The key type (`Send + Sync`: a checkpoint reads the keys it froze at a barrier off the
+    /// shard while the shard goes on).
+    type Key: Key + Send + Sync;
     /// The input element type.
     type In;
     /// The output element type.
@@ -187,7 +188,7 @@ where
 
 impl<K, I, O, P, T> KeyedProcessFunction for KeyedFn<K, I, O, P, T>
 where
-    K: Key + Send,
+    K: Key + Send + Sync,
     P: FnMut(I, &mut Context<'_, K>, &mut Collector<'_, O>) -> Result<(), FnError>,
     T: TimerCallback<K, O>,
 {

@@ -296,7 +296,7 @@ where
     /// A snapshot of the function's keyed state and pending timers, by key group: what a
     /// checkpoint stores for this operator. Restore it with [`HarnessBuilder::restore_from`]
     /// (with the same shard count or another) to test how the function recovers.
-    pub fn snapshot(&self) -> Result<BackendSnapshot, PipelineError> {
+    pub fn snapshot(&mut self) -> Result<BackendSnapshot, PipelineError> {
         self.op.snapshot()
     }
 

@@ -41,14 +41,14 @@ pub trait FrozenSnapshot: Send + std::fmt::Debug {
     fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError>;
 }
 
-impl<K: Key + Send> FrozenSnapshot for FrozenBackend<K> {
+impl<K: Key + Send + Sync> FrozenSnapshot for FrozenBackend<K> {
     fn encoded(&self) -> Result<EncodedSnapshot, SnapshotError> {
         FrozenBackend::encoded(self)
     }
 }
 
 impl<K: Key> KeyedBackend<K> {
-    /// Freezes the backend for a checkpoint ([`FrozenBackend`]): copies its live keys, every
+    /// Freezes the backend for a checkpoint ([`FrozenBackend`]): freezes its live keys, every
     /// state's rows and both timer stores' key indexes. Taken between records, never during a
     /// timer advance.
     ///
@@ -56,7 +56,7 @@ impl<K: Key> KeyedBackend<K> {
     ///
     /// [`SnapshotError::AdvanceInProgress`] during an advance; [`SnapshotError::State`] if a
     /// state is being accessed (only possible from inside a state callback).
-    pub fn freeze(&self) -> Result<FrozenBackend<K>, SnapshotError> {
+    pub fn freeze(&mut self) -> Result<FrozenBackend<K>, SnapshotError> {
         if self.advance.is_some() {
             return Err(SnapshotError::AdvanceInProgress);
         }

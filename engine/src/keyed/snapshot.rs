@@ -255,7 +255,7 @@ impl<K: Key> KeyedBackend<K> {
     /// [`SnapshotError::AdvanceInProgress`] during an advance; [`SnapshotError::State`] if a
     /// state is being accessed (only possible from inside a state callback) or a value does not
     /// encode.
-    pub fn snapshot(&self) -> Result<BackendSnapshot, SnapshotError> {
+    pub fn snapshot(&mut self) -> Result<BackendSnapshot, SnapshotError> {
         self.freeze()?.snapshot()
     }
 }

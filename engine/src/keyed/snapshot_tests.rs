@@ -236,7 +236,7 @@ proptest! {
         script in steps(),
         at in any::<prop::sample::Index>(),
     ) {
-        let (original, _) = built(&script);
+        let (mut original, _) = built(&script);
         let bytes = original.snapshot().unwrap().to_bytes();
         let i = at.index(bytes.len());
         // Truncated: never the same snapshot, never a panic. (Checksums are the file layer's.)
@@ -313,7 +313,7 @@ fn an_old_timer_among_many_later_registrations_and_long_rows_encode_as_the_snaps
 
 #[test]
 fn rows_of_a_state_registered_later_wait_for_it() {
-    let (original, _) = built(&[Step { key: 7, ts: 3, delay: 1, delete: false }]);
+    let (mut original, _) = built(&[Step { key: 7, ts: 3, delay: 1, delete: false }]);
     let snapshot = original.snapshot().unwrap();
     let mut b = KeyedBackend::<u64>::new(BackendSettings::default(), 0);
     b.restore([&snapshot], &kg(), |_| true).unwrap();
@@ -332,7 +332,7 @@ fn rows_of_a_state_registered_later_wait_for_it() {
 
 #[test]
 fn what_cannot_be_restored_is_a_typed_error() {
-    let (original, _) = built(&[Step { key: 7, ts: 3, delay: 1, delete: false }]);
+    let (mut original, _) = built(&[Step { key: 7, ts: 3, delay: 1, delete: false }]);
     let snapshot = original.snapshot().unwrap();
 
     // Another kind under the same name.
@@ -387,4 +387,30 @@ fn what_cannot_be_restored_is_a_typed_error() {
     let mut c = KeyedBackend::<&'static str>::new(BackendSettings::default(), 0);
     assert!(matches!(c.restore([&s], &kg(), |_| true), Err(SnapshotError::Key(_))));
     let _ = KeyGroupRange::new(KeyGroup(0), KeyGroup(1));
+}
+
+/// The freeze is copy-on-write by pages of rows (`cow_vec.rs`): writes after it, to keys on many
+/// pages, removals that free ids for reuse, and new keys that make every row vector reallocate,
+/// leave the frozen snapshot as the freeze found it, and a second freeze while the first is
+/// still being read sees the writes between them.
+#[test]
+fn a_freeze_survives_writes_on_every_page_removals_and_growth() {
+    let step =
+        |key: u64, ts: i64, delete: bool| Step { key, ts, delay: 10 + key as i64 % 5, delete };
+    let script: Vec<Step> = (0..3_000).map(|k| step(k, k as i64, false)).collect();
+    let (mut b, s) = built(&script);
+    let want = b.snapshot().unwrap().to_bytes();
+    let frozen = b.freeze().unwrap();
+    for k in (0..3_000).step_by(7) {
+        apply(&mut b, &s, &step(k, 5_000 + k as i64, k % 2 == 0));
+    }
+    let between = b.snapshot().unwrap().to_bytes();
+    let second = b.freeze().unwrap();
+    for k in 0..20_000 {
+        apply(&mut b, &s, &step(k, 9_000 + k as i64, false));
+    }
+    assert_eq!(frozen.snapshot().unwrap().to_bytes(), want);
+    assert_eq!(second.snapshot().unwrap().to_bytes(), between);
+    assert_ne!(want, between);
+    assert_ne!(b.snapshot().unwrap().to_bytes(), between);
 }

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 /// another thread than the shard's. Implemented for every
 /// `Clone + Serialize + DeserializeOwned + Send + 'static` type: derive `serde::Serialize` and
 /// `serde::Deserialize` on your own state types.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
 
 /// A state row that could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::codec::{CodecError, StateValue, decode, encode};
 use super::ttl::Ttl;
 use super::{KeyedScope, RegistryId, StateError, StateScope};
+use crate::cow_vec::{CowVec, FrozenVec};
 use crate::key::KeyId;
 use crate::prefetch::RowRegion;
 use crate::time::Timestamp;
@@ -108,16 +109,17 @@ pub(super) trait ErasedColumn {
     /// Appends where the column's rows live (its row vector, and its timestamps with TTL), for
     /// the batch prefetch.
     fn row_regions(&self, out: &mut Vec<RowRegion>);
-    /// A copy of the column's rows, for a checkpoint to encode off the shard (the values are
-    /// cloned; the column's function and indexes are not).
-    fn freeze(&self) -> Box<dyn FrozenColumn>;
+    /// The column's rows as they are now, for a checkpoint to encode off the shard: a
+    /// copy-on-write freeze for single-value rows (`cow_vec.rs`), a copy of the rows for list
+    /// and map state (their values are cloned; the column's function and indexes are not).
+    fn freeze(&mut self) -> Box<dyn FrozenColumn>;
     /// Replaces `key`'s row with the one `bytes` encodes (a restore).
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError>;
 }
 
 /// A column's rows as a snapshot encodes them: frozen at a checkpoint barrier
 /// ([`ErasedColumn::freeze`]) and encoded on the checkpoint thread, so the shard pays only for
-/// the copy.
+/// the freeze.
 pub(super) trait FrozenColumn: Send {
     /// Whether `key`'s row holds a value.
     fn has_row(&self, key: KeyId) -> bool;
@@ -153,15 +155,15 @@ pub(super) enum Visible<'a, T> {
 /// `live` is the number of `Some` rows.
 #[derive(Clone)]
 pub(super) struct Cells<T> {
-    rows: Vec<Option<T>>,
-    stamps: Vec<Timestamp>,
+    rows: CowVec<Option<T>>,
+    stamps: CowVec<Timestamp>,
     ttl: Option<Ttl>,
     live: usize,
 }
 
 impl<T> Cells<T> {
     pub(super) fn new(ttl: Option<Ttl>) -> Self {
-        Cells { rows: Vec::new(), stamps: Vec::new(), ttl, live: 0 }
+        Cells { rows: CowVec::new(), stamps: CowVec::new(), ttl, live: 0 }
     }
 
     /// Grows the column so that row `i` exists.
@@ -169,9 +171,9 @@ impl<T> Cells<T> {
     fn grow(&mut self, i: usize) {
         if i >= self.rows.len() {
             let len = i.saturating_add(1);
-            self.rows.resize_with(len, || None);
+            self.rows.grow_with(len, || None);
             if self.ttl.is_some() {
-                self.stamps.resize(len, 0);
+                self.stamps.grow_with(len, || 0);
             }
         }
     }
@@ -181,12 +183,13 @@ impl<T> Cells<T> {
     #[inline]
     pub(super) fn visible(&mut self, key: KeyId, now: Timestamp) -> Visible<'_, T> {
         let i = row(key);
+        // An absent row is found without a write access (which would copy a frozen page).
+        if !matches!(self.rows.get(i), Some(Some(_))) {
+            return Visible::Absent;
+        }
         let Some(slot) = self.rows.get_mut(i) else {
             return Visible::Absent;
         };
-        if slot.is_none() {
-            return Visible::Absent;
-        }
         if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
             if ttl.expired(*stamp, now) {
                 let expired = slot.take();
@@ -237,6 +240,7 @@ impl<T> Cells<T> {
     #[inline]
     pub(super) fn take_unexpired(&mut self, key: KeyId, now: Timestamp) -> Option<T> {
         let i = row(key);
+        self.rows.get(i)?.as_ref()?;
         let value = self.rows.get_mut(i)?.take()?;
         self.live -= 1;
         emptied(1);
@@ -251,8 +255,8 @@ impl<T> Cells<T> {
     #[inline]
     pub(super) fn unexpired_for_write(&mut self, key: KeyId, now: Timestamp) -> Option<&mut T> {
         let i = row(key);
+        self.rows.get(i)?.as_ref()?;
         let slot = self.rows.get_mut(i)?;
-        slot.as_ref()?;
         if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
             if ttl.expired(*stamp, now) {
                 *slot = None;
@@ -268,6 +272,9 @@ impl<T> Cells<T> {
     /// Clears the row (nothing to do beyond the column's length).
     #[inline]
     pub(super) fn clear(&mut self, key: KeyId) {
+        if !matches!(self.rows.get(row(key)), Some(Some(_))) {
+            return;
+        }
         if let Some(slot) = self.rows.get_mut(row(key)) {
             if slot.take().is_some() {
                 self.live -= 1;
@@ -306,7 +313,7 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
         let start = start.min(end);
         let mut removed = 0;
         let stamps = self.stamps.get(start..).unwrap_or(&[]);
-        for (slot, &stamp) in self.rows[start..end].iter_mut().zip(stamps) {
+        for (slot, &stamp) in self.rows.slice_mut(start, end).iter_mut().zip(stamps) {
             if slot.is_some() && ttl.expired(stamp, now) {
                 *slot = None;
                 removed += 1;
@@ -329,8 +336,8 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
         }
     }
 
-    fn freeze(&self) -> Box<dyn FrozenColumn> {
-        Box::new(self.clone())
+    fn freeze(&mut self) -> Box<dyn FrozenColumn> {
+        Box::new(FrozenCells { rows: self.rows.freeze(), stamps: self.stamps.freeze() })
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -343,9 +350,15 @@ impl<T: StateValue> ErasedColumn for Cells<T> {
     }
 }
 
-impl<T: StateValue> FrozenColumn for Cells<T> {
+/// [`Cells`] frozen at a barrier: copy-on-write views of its rows and timestamps.
+struct FrozenCells<T> {
+    rows: FrozenVec<Option<T>>,
+    stamps: FrozenVec<Timestamp>,
+}
+
+impl<T: StateValue> FrozenColumn for FrozenCells<T> {
     fn has_row(&self, key: KeyId) -> bool {
-        ErasedColumn::has_row(self, key)
+        self.rows.get(row(key)).is_some_and(Option::is_some)
     }
 
     fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {

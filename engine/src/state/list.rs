@@ -190,7 +190,7 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
         }
     }
 
-    fn freeze(&self) -> Box<dyn FrozenColumn> {
+    fn freeze(&mut self) -> Box<dyn FrozenColumn> {
         Box::new(self.clone())
     }
 

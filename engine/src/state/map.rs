@@ -317,7 +317,7 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
         out.push(crate::prefetch::RowRegion::of(&self.rows));
     }
 
-    fn freeze(&self) -> Box<dyn FrozenColumn> {
+    fn freeze(&mut self) -> Box<dyn FrozenColumn> {
         let rows = self
             .rows
             .iter()

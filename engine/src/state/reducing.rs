@@ -41,7 +41,7 @@ macro_rules! erased_via_cells {
         fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
             self.cells.row_regions(out);
         }
-        fn freeze(&self) -> Box<dyn FrozenColumn> {
+        fn freeze(&mut self) -> Box<dyn FrozenColumn> {
             self.cells.freeze()
         }
         fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {

@@ -404,7 +404,7 @@ impl StateRegistry {
         }
     }
 
-    /// A copy of every state's rows for a checkpoint, encoded later off the shard
+    /// Every state's rows frozen for a checkpoint, encoded later off the shard
     /// ([`FrozenStates`]): the registered states in registration order, then those restored but
     /// not registered.
     ///
@@ -415,7 +415,7 @@ impl StateRegistry {
     pub fn freeze(&self) -> Result<FrozenStates, StateError> {
         let mut registered = Vec::with_capacity(self.states.len());
         for state in &self.states {
-            let Ok(column) = state.column.data.try_borrow() else {
+            let Ok(mut column) = state.column.data.try_borrow_mut() else {
                 return Err(StateError::Reentrant { name: state.name.clone() });
             };
             let info =

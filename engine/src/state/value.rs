@@ -39,7 +39,7 @@ impl<T: StateValue> ErasedColumn for ValueColumn<T> {
     fn row_regions(&self, out: &mut Vec<crate::prefetch::RowRegion>) {
         self.0.row_regions(out);
     }
-    fn freeze(&self) -> Box<dyn FrozenColumn> {
+    fn freeze(&mut self) -> Box<dyn FrozenColumn> {
         self.0.freeze()
     }
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {

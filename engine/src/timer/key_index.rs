@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::mem::size_of;
 
 use super::list::Entry;
+use crate::cow_vec::{CowVec, FrozenVec};
 use crate::key::KeyId;
 
 /// The `seq` of an empty inline place of a key record. Sequence numbers run `0..SPILLED`.
@@ -137,10 +138,44 @@ impl Spill {
     }
 }
 
+/// Calls `f(at, seq)` for each timer of the record `r` (whose spill set, if any, is in
+/// `spills`).
+fn record_timers(r: KeyRecord, spills: &[Spill], mut f: impl FnMut(u64, u32)) {
+    if r.seq[0] == NO_SEQ {
+        return;
+    }
+    f(r.at[0], r.seq[0]);
+    match r.seq[1] {
+        NO_SEQ => {}
+        SPILLED => spills[r.at[1] as usize].for_each(f),
+        _ => f(r.at[1], r.seq[1]),
+    }
+}
+
+/// A [`KeyIndex`] frozen at a checkpoint barrier ([`KeyIndex::freeze`]).
+#[derive(Debug, Clone)]
+pub(super) struct FrozenKeyIndex {
+    records: FrozenVec<KeyRecord>,
+    spills: Vec<Spill>,
+}
+
+impl FrozenKeyIndex {
+    /// Whether `key` has a live timer.
+    pub(super) fn has_timers(&self, key: KeyId) -> bool {
+        self.records.get(key as usize).is_some_and(|r| r.seq[0] != NO_SEQ)
+    }
+
+    /// As [`KeyIndex::for_each_with_seq`].
+    pub(super) fn for_each_with_seq(&self, key: KeyId, f: impl FnMut(u64, u32)) {
+        let r = self.records.get(key as usize).copied().unwrap_or(KeyRecord::EMPTY);
+        record_timers(r, &self.spills, f);
+    }
+}
+
 /// Every key's live timers: the dedup index and the liveness test of entries.
 #[derive(Debug, Default, Clone)]
 pub(super) struct KeyIndex {
-    pub(super) records: Vec<KeyRecord>,
+    pub(super) records: CowVec<KeyRecord>,
     pub(super) spills: Vec<Spill>,
     pub(super) free_spills: Vec<u32>,
 }
@@ -179,7 +214,7 @@ impl KeyIndex {
     pub(super) fn insert(&mut self, key: KeyId, at: u64, seq: u32) {
         let i = key as usize;
         if i >= self.records.len() {
-            self.records.resize(i + 1, KeyRecord::EMPTY);
+            self.records.grow_with(i + 1, || KeyRecord::EMPTY);
         }
         let r = &mut self.records[i];
         if r.seq[0] == NO_SEQ {
@@ -290,17 +325,14 @@ impl KeyIndex {
     }
 
     /// Calls `f(at, seq)` for each of `key`'s live timers, in no particular order.
-    pub(super) fn for_each_with_seq(&self, key: KeyId, mut f: impl FnMut(u64, u32)) {
-        let r = self.record(key);
-        if r.seq[0] == NO_SEQ {
-            return;
-        }
-        f(r.at[0], r.seq[0]);
-        match r.seq[1] {
-            NO_SEQ => {}
-            SPILLED => self.spills[r.at[1] as usize].for_each(f),
-            _ => f(r.at[1], r.seq[1]),
-        }
+    pub(super) fn for_each_with_seq(&self, key: KeyId, f: impl FnMut(u64, u32)) {
+        record_timers(self.record(key), &self.spills, f);
+    }
+
+    /// The index as it is now, for a checkpoint to read off the shard: the records frozen
+    /// copy-on-write (`cow_vec.rs`), the spill sets (of keys with three or more timers) copied.
+    pub(super) fn freeze(&mut self) -> FrozenKeyIndex {
+        FrozenKeyIndex { records: self.records.freeze(), spills: self.spills.clone() }
     }
 
     /// Removes every live timer of `key`; returns how many there were and the smallest position.

@@ -373,10 +373,10 @@ impl TimerWheel {
         in_order(&self.keys, self.seq.next, key, f);
     }
 
-    /// A copy of the pending timers by key, for a checkpoint to read off the shard: the key
-    /// index only (24 bytes per key id), not the tiers.
-    pub fn freeze(&self) -> FrozenTimers {
-        FrozenTimers::new(self.keys.clone(), self.seq.next, self.len())
+    /// The pending timers by key, frozen for a checkpoint to read off the shard: the key index
+    /// only (copy-on-write, 24 bytes per key id), not the tiers.
+    pub fn freeze(&mut self) -> FrozenTimers {
+        FrozenTimers::new(self.keys.freeze(), self.seq.next, self.len())
     }
 
     /// Calls `f` with every pending timer, in no particular order (for snapshots).

@@ -261,7 +261,7 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
     }
 
     /// A snapshot of the operator's keyed state and timers, by key group (between inputs).
-    pub(crate) fn snapshot(&self) -> Result<BackendSnapshot, PipelineError> {
+    pub(crate) fn snapshot(&mut self) -> Result<BackendSnapshot, PipelineError> {
         self.backend.snapshot().map_err(|e| self.names.snapshot(e))
     }
 
@@ -289,8 +289,8 @@ impl<F: KeyedProcessFunction> KeyedOperator<F> {
 /// to the main and side outputs. Out of line: rare, and kept out of the record loop's code.
 #[cold]
 #[inline(never)]
-fn on_barrier<K: pinwheel_engine::key::Key + Send, O>(
-    backend: &KeyedBackend<K>,
+fn on_barrier<K: pinwheel_engine::key::Key + Send + Sync, O>(
+    backend: &mut KeyedBackend<K>,
     checkpoints: Option<&(Arc<Coordinator>, Arc<str>)>,
     names: &Names,
     b: CheckpointBarrier,

@@ -51,7 +51,7 @@ where
     S: Stage,
     S::Item: Send + 'static,
     KS: Fn(&S::Item) -> K,
-    K: Key + Send,
+    K: Key + Send + Sync,
 {
     /// The input of exchange `id` on the shard of `cx`, pulling `upstream`; watermark alignment
     /// (`cx`'s drift) applies only if the exchange comes right `after_source`, with no exchange

@@ -108,7 +108,7 @@ where
     S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
-    F::Key: Key + Send,
+    F::Key: Key + Send + Sync,
 {
     type Item = F::Out;
 
@@ -140,7 +140,7 @@ where
     S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
-    F::Key: Key + Send,
+    F::Key: Key + Send + Sync,
 {
     /// One pull: a firing loop in progress (a timer burst) goes on first, a chunk at a time; then
     /// processing time (timers due at this turn's clock reading, including those registered at or
@@ -186,7 +186,7 @@ where
     S::Item: Send + 'static,
     KS: Fn(&F::In) -> F::Key,
     F: KeyedProcessFunction,
-    F::Key: Key + Send,
+    F::Key: Key + Send + Sync,
 {
     fn side_taps(&mut self) -> (&mut SideTaps, &mut SideOutputs) {
         (&mut self.taps, self.op.side_outputs())

@@ -1,0 +1,557 @@
+//! Rows that a checkpoint can freeze in O(pages) and read on another thread while the shard goes
+//! on writing them: a copy-on-write epoch over one flat vector ([`CowVec`], [`FrozenVec`]).
+//!
+//! The rows stay in one `Vec`, addressed as before: a read is a plain index, so the hot path
+//! pays nothing for checkpoints. A [`freeze`](CowVec::freeze) sets one *pending* bit per page
+//! of [`PAGE`] rows and hands out a view of the rows as they are. The first write to a pending
+//! page copies that page into the view (a cold path, once per page and checkpoint), and the
+//! checkpoint thread copies every page it reads that is still pending, so the shard never copies
+//! a page the checkpoint does not need it to. Each page of the view is filled exactly once, by
+//! whichever thread gets there first, under a per-page state word (`PENDING`, `BUSY`, `DONE`).
+//!
+//! A vector that must reallocate while a view still reads its rows hands the old buffer to the
+//! view (its rows are moved bitwise into the new buffer, and the old allocation is freed with the
+//! view); clearing or dropping it first fills the view's remaining pages. A second freeze while
+//! the view of the first is still alive fills the first view's remaining pages, so there is at
+//! most one pending view at a time.
+//!
+//! Not modelled by loom (the page states are a lock, not a lock-free protocol); the tests run
+//! under Miri, including a reader thread filling pages while the vector is written.
+
+use std::mem::{self, MaybeUninit};
+use std::ops::Deref;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Rows per page: the unit of copy-on-write. 1,024 rows of 8-24 bytes are 8-24 KiB, large
+/// enough that the pending bitmap (one bit per page) stays in L1 at 10 M rows, small enough that
+/// a write after a freeze copies little.
+pub const PAGE: usize = 1 << PAGE_BITS;
+const PAGE_BITS: u32 = 10;
+
+const PENDING: u8 = 0;
+const BUSY: u8 = 1;
+const DONE: u8 = 2;
+
+/// A vector whose rows can be frozen for a checkpoint without copying them
+/// (see the [module docs](self)). Reads go through `Deref<Target = [T]>`; writes through
+/// [`get_mut`](Self::get_mut) and [`slice_mut`](Self::slice_mut), which copy a page shared with
+/// a view first.
+pub struct CowVec<T> {
+    rows: Vec<T>,
+    /// One bit per page: set while `view` still needs the page as the freeze found it. Empty
+    /// when there is no view.
+    pending: Vec<u64>,
+    view: Option<Arc<View<T>>>,
+}
+
+/// The rows of a [`CowVec`] as a [`freeze`](CowVec::freeze) found them. `Send`: a checkpoint
+/// thread reads it while the shard writes the vector.
+pub struct FrozenVec<T> {
+    view: Arc<View<T>>,
+}
+
+/// What a vector and its frozen view share.
+struct View<T> {
+    /// The rows at the freeze. A page whose state is not `DONE` is read from here; its rows are
+    /// neither written nor dropped until the page is `DONE` (the vector copies a pending page
+    /// before writing it, and fills every pending page before clearing or dropping its rows).
+    base: *const T,
+    len: usize,
+    /// Each page's state: `PENDING` (read from `base`), `BUSY` (being filled), `DONE` (its
+    /// copy is filled, and never written again).
+    states: Box<[AtomicU8]>,
+    /// The copies, `len` of them, initialized page by page: a page's rows are initialized iff
+    /// its state is `DONE`.
+    copy: *mut T,
+    /// Buffers the vector outgrew while this view read them: allocations only (length 0), freed
+    /// with the view.
+    retired: Mutex<Vec<Vec<T>>>,
+    /// [`clone_rows`] for `T`, chosen at the freeze (the only place that needs `T: Clone`).
+    clone_rows: CloneRows<T>,
+}
+
+/// Clones `n` rows from `src` to `dst`, counting in `filled` how many are written (the caller
+/// drops those if a clone panics).
+type CloneRows<T> =
+    unsafe fn(src: *const T, dst: *mut T, n: usize, filled: &std::cell::Cell<usize>);
+
+/// [`CloneRows`] for a `Clone` type.
+///
+/// # Safety
+///
+/// `src..src + n` must be readable rows and `dst..dst + n` writable, uninitialized memory.
+unsafe fn clone_rows<T: Clone>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    filled: &std::cell::Cell<usize>,
+) {
+    for i in 0..n {
+        // SAFETY: `i < n`, within both ranges the caller vouches for.
+        unsafe { dst.add(i).write((*src.add(i)).clone()) };
+        filled.set(i + 1);
+    }
+}
+
+// SAFETY: a view is shared by the shard and one or more readers. Readers clone rows out of
+// `base` while the shard may read the same rows (`T: Sync`), and the copies they make are
+// owned and dropped by whichever thread drops the view last (`T: Send`). `copy` is written only
+// by the thread that moved a page from `PENDING` to `BUSY`, and read only after the page is
+// `DONE` (Release/Acquire on the state); `retired` is behind a mutex.
+unsafe impl<T: Send + Sync> Send for View<T> {}
+// SAFETY: as for `Send`: every shared access goes through the page states or the mutex.
+unsafe impl<T: Send + Sync> Sync for View<T> {}
+
+impl<T> View<T> {
+    /// Fills `page` of the copy from `base`, unless it is filled already; waits while another
+    /// thread fills it.
+    fn fill(&self, page: usize) {
+        let state = &self.states[page];
+        let mut spins = 0u32;
+        loop {
+            match state.compare_exchange_weak(PENDING, BUSY, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(DONE) => return,
+                Err(_) => {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        let start = page << PAGE_BITS;
+        let end = (start + PAGE).min(self.len);
+        // Drops the rows filled so far and gives the page back if a `clone` panics.
+        struct Unwind<'a, T> {
+            view: &'a View<T>,
+            page: usize,
+            start: usize,
+            filled: std::cell::Cell<usize>,
+        }
+        impl<T> Drop for Unwind<'_, T> {
+            fn drop(&mut self) {
+                // SAFETY: the first `filled` rows of the page's copy were written by this fill,
+                // which still holds the page (`BUSY`), and nothing reads them before `DONE`.
+                unsafe {
+                    let rows = self.view.copy.add(self.start);
+                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(rows, self.filled.get()));
+                }
+                self.view.states[self.page].store(PENDING, Ordering::Release);
+            }
+        }
+        let unwind = Unwind { view: self, page, start, filled: std::cell::Cell::new(0) };
+        // SAFETY: `start..end` is within `len`: `base` holds those rows of the freeze, alive and
+        // unwritten while the page is not `DONE` (see `base`), and the copy's rows there are
+        // uninitialized until `DONE`; this thread owns the page (`BUSY`).
+        unsafe {
+            (self.clone_rows)(
+                self.base.add(start),
+                self.copy.add(start),
+                end - start,
+                &unwind.filled,
+            );
+        }
+        mem::forget(unwind);
+        state.store(DONE, Ordering::Release);
+    }
+
+    fn pages(&self) -> usize {
+        self.states.len()
+    }
+}
+
+impl<T> Drop for View<T> {
+    fn drop(&mut self) {
+        for (page, state) in self.states.iter().enumerate() {
+            if state.load(Ordering::Acquire) == DONE {
+                let start = page << PAGE_BITS;
+                let end = (start + PAGE).min(self.len);
+                // SAFETY: a `DONE` page's rows of the copy are initialized, and this is the last
+                // reference to the view.
+                unsafe {
+                    let rows = self.copy.add(start);
+                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(rows, end - start));
+                }
+            }
+        }
+        // SAFETY: `copy` came from `Box::into_raw` of a boxed slice of `len` uninitialized rows
+        // (`CowVec::freeze`); its initialized rows were dropped above.
+        drop(unsafe {
+            Box::from_raw(ptr::slice_from_raw_parts_mut(
+                self.copy.cast::<MaybeUninit<T>>(),
+                self.len,
+            ))
+        });
+    }
+}
+
+impl<T> CowVec<T> {
+    /// An empty vector.
+    pub const fn new() -> Self {
+        CowVec { rows: Vec::new(), pending: Vec::new(), view: None }
+    }
+
+    /// How many rows the vector has room for without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.rows.capacity()
+    }
+
+    /// Row `i` for writing, copying its page into a pending view first.
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.rows.len() {
+            return None;
+        }
+        self.touch(i >> PAGE_BITS);
+        // SAFETY: `i < len`. The pointer comes from `as_mut_ptr`, which materializes no
+        // reference to the whole buffer, so only row `i` is borrowed: a view may be reading
+        // other rows of a pending page on another thread (never this one: its page is not pending).
+        Some(unsafe { &mut *self.rows.as_mut_ptr().add(i) })
+    }
+
+    /// The rows `start..end` for writing (clamped to the length), copying their pending pages
+    /// into the view first.
+    pub fn slice_mut(&mut self, start: usize, end: usize) -> &mut [T] {
+        let end = end.min(self.rows.len());
+        let start = start.min(end);
+        if start < end && !self.pending.is_empty() {
+            for page in start >> PAGE_BITS..=(end - 1) >> PAGE_BITS {
+                self.touch(page);
+            }
+        }
+        // SAFETY: `start..end` is within the length, and no page of it is pending; as in
+        // `get_mut`, the pointer borrows only these rows.
+        unsafe { std::slice::from_raw_parts_mut(self.rows.as_mut_ptr().add(start), end - start) }
+    }
+
+    /// Appends a row.
+    #[inline]
+    pub fn push(&mut self, value: T) {
+        self.reserve(1);
+        self.rows.push(value);
+    }
+
+    /// Grows the vector to `len` rows, filling new rows with `fill()`; a no-op if it is that long.
+    #[inline]
+    pub fn grow_with(&mut self, len: usize, fill: impl FnMut() -> T) {
+        if len > self.rows.len() {
+            self.reserve(len - self.rows.len());
+            self.rows.resize_with(len, fill);
+        }
+    }
+
+    /// Removes every row (a pending view's pages are filled first).
+    pub fn clear(&mut self) {
+        self.release();
+        self.rows.clear();
+    }
+
+    /// Freezes the rows for a checkpoint: O(pages), no row is copied here.
+    pub fn freeze(&mut self) -> FrozenVec<T>
+    where
+        T: Clone,
+    {
+        self.release();
+        let len = self.rows.len();
+        let pages = len.div_ceil(PAGE);
+        let copy = Box::into_raw(Box::<[T]>::new_uninit_slice(len)).cast::<T>();
+        let view = Arc::new(View {
+            base: self.rows.as_ptr(),
+            len,
+            states: (0..pages).map(|_| AtomicU8::new(PENDING)).collect(),
+            copy,
+            retired: Mutex::new(Vec::new()),
+            clone_rows: clone_rows::<T>,
+        });
+        self.pending.clear();
+        self.pending.resize(pages.div_ceil(64), !0);
+        if pages % 64 != 0 {
+            if let Some(last) = self.pending.last_mut() {
+                *last = (1 << (pages % 64)) - 1;
+            }
+        }
+        self.view = Some(Arc::clone(&view));
+        FrozenVec { view }
+    }
+
+    /// Copies `page` into the pending view before a write, if the view still needs it.
+    #[inline(always)]
+    fn touch(&mut self, page: usize) {
+        if let Some(&word) = self.pending.get(page >> 6) {
+            if word >> (page & 63) & 1 != 0 {
+                self.unshare(page);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unshare(&mut self, page: usize) {
+        match &self.view {
+            Some(view) if Arc::strong_count(view) > 1 => {
+                view.fill(page);
+                self.pending[page >> 6] &= !(1 << (page & 63));
+            }
+            // The readers are gone: nothing is pending any more.
+            _ => self.forget_view(),
+        }
+    }
+
+    /// Makes room for `more` rows. Reallocating under a pending view hands the old buffer to
+    /// the view instead of freeing it (its rows move bitwise into the new one; the view reads
+    /// the old copies only of pages the vector has not written since).
+    fn reserve(&mut self, more: usize) {
+        let len = self.rows.len();
+        if self.rows.capacity() - len >= more {
+            return;
+        }
+        let Some(view) = self.view.as_ref().filter(|v| Arc::strong_count(v) > 1) else {
+            self.forget_view();
+            self.rows.reserve(more);
+            return;
+        };
+        let needed = len.checked_add(more).expect("capacity overflow");
+        let mut grown = Vec::with_capacity(needed.max(self.rows.capacity() * 2));
+        // SAFETY: `grown` has room for `len` rows and does not overlap `rows`. The rows are
+        // moved: `rows` is set to length 0 so they are neither dropped nor reachable through it,
+        // and its allocation stays alive in the view, which reads it as `base` until every
+        // page is `DONE`.
+        unsafe {
+            ptr::copy_nonoverlapping(self.rows.as_ptr(), grown.as_mut_ptr(), len);
+            self.rows.set_len(0);
+            grown.set_len(len);
+        }
+        let old = mem::replace(&mut self.rows, grown);
+        view.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(old);
+    }
+
+    /// Fills every page a pending view still needs, so that the rows may be dropped or moved.
+    fn release(&mut self) {
+        if let Some(view) = self.view.as_ref().filter(|v| Arc::strong_count(v) > 1) {
+            for page in 0..view.pages() {
+                if self.pending[page >> 6] >> (page & 63) & 1 != 0 {
+                    view.fill(page);
+                }
+            }
+        }
+        self.forget_view();
+    }
+
+    fn forget_view(&mut self) {
+        self.view = None;
+        self.pending.clear();
+    }
+}
+
+impl<T> Default for CowVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Deref for CowVec<T> {
+    type Target = [T];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        &self.rows
+    }
+}
+
+impl<T, I: std::slice::SliceIndex<[T]>> std::ops::Index<I> for CowVec<T> {
+    type Output = I::Output;
+
+    #[inline(always)]
+    fn index(&self, i: I) -> &I::Output {
+        &self.rows[i]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for CowVec<T> {
+    /// Row `i` for writing, as [`get_mut`](CowVec::get_mut).
+    ///
+    /// # Panics
+    ///
+    /// If `i` is out of bounds, as a `Vec` does.
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        let len = self.rows.len();
+        match self.get_mut(i) {
+            Some(row) => row,
+            None => panic!("index out of bounds: the len is {len} but the index is {i}"),
+        }
+    }
+}
+
+impl<T: Clone> Clone for CowVec<T> {
+    /// A copy of the rows, with no view.
+    fn clone(&self) -> Self {
+        CowVec { rows: self.rows.clone(), pending: Vec::new(), view: None }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for CowVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.rows.iter()).finish()
+    }
+}
+
+impl<T> Drop for CowVec<T> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<T> FrozenVec<T> {
+    /// How many rows the vector had at the freeze.
+    pub fn len(&self) -> usize {
+        self.view.len
+    }
+
+    /// Whether the vector was empty at the freeze.
+    pub fn is_empty(&self) -> bool {
+        self.view.len == 0
+    }
+
+    /// Row `i` as the freeze found it (copying its page first if the vector has not).
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.view.len {
+            return None;
+        }
+        let page = i >> PAGE_BITS;
+        if self.view.states[page].load(Ordering::Acquire) != DONE {
+            self.view.fill(page);
+        }
+        // SAFETY: the page is `DONE` (Acquire above or in `fill`): its copies are initialized
+        // and never written again while the view lives.
+        Some(unsafe { &*self.view.copy.add(i) })
+    }
+}
+
+impl<T> Clone for FrozenVec<T> {
+    fn clone(&self) -> Self {
+        FrozenVec { view: Arc::clone(&self.view) }
+    }
+}
+
+impl<T> std::fmt::Debug for FrozenVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenVec").field("len", &self.view.len).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(frozen: &FrozenVec<String>) -> Vec<String> {
+        (0..frozen.len()).map(|i| frozen.get(i).unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn a_view_keeps_the_rows_of_its_freeze_through_writes_growth_and_clear() {
+        let n = 3 * PAGE + 5;
+        let mut v = CowVec::new();
+        for i in 0..n {
+            v.push(i.to_string());
+        }
+        let before: Vec<String> = v.to_vec();
+        let frozen = v.freeze();
+        *v.get_mut(1).unwrap() = "one".into();
+        v.slice_mut(2 * PAGE, 2 * PAGE + 3).iter_mut().for_each(|s| s.push('!'));
+        // Reallocates: the view now reads the pages not yet written from the old buffer.
+        v.grow_with(v.capacity() + 1, || "new".into());
+        *v.get_mut(3 * PAGE).unwrap() = "late".into();
+        assert_eq!(v[1], "one");
+        assert_eq!(v[2 * PAGE], format!("{}!", 2 * PAGE));
+        assert_eq!(rows(&frozen), before);
+        assert_eq!(frozen.get(n), None);
+        v.clear();
+        assert!(v.is_empty());
+        assert_eq!(rows(&frozen), before);
+    }
+
+    #[test]
+    fn a_second_freeze_fills_the_first_view_and_a_dropped_view_costs_nothing() {
+        let mut v = CowVec::new();
+        v.grow_with(2 * PAGE, || 7u64);
+        let first = v.freeze();
+        *v.get_mut(0).unwrap() = 1;
+        let second = v.freeze();
+        *v.get_mut(PAGE).unwrap() = 2;
+        assert_eq!((first.get(0), first.get(PAGE)), (Some(&7), Some(&7)));
+        assert_eq!((second.get(0), second.get(PAGE)), (Some(&1), Some(&7)));
+        drop((first, second));
+        *v.get_mut(1).unwrap() = 3;
+        assert!(v.pending.is_empty() && v.view.is_none());
+        assert_eq!(&v[..3], &[1, 3, 7]);
+    }
+
+    #[test]
+    fn dropping_the_vector_first_leaves_the_view_whole() {
+        let mut v = CowVec::new();
+        (0..PAGE + 1).for_each(|i| v.push(vec![i]));
+        let frozen = v.freeze();
+        *v.get_mut(PAGE).unwrap() = vec![];
+        drop(v);
+        assert_eq!(frozen.get(PAGE), Some(&vec![PAGE]));
+        assert_eq!(frozen.get(3), Some(&vec![3]));
+    }
+
+    #[test]
+    fn a_panicking_clone_gives_the_page_back() {
+        #[derive(Debug, PartialEq)]
+        struct Fussy(u32);
+        impl Clone for Fussy {
+            fn clone(&self) -> Self {
+                if self.0 == 5 && FAIL.with(std::cell::Cell::get) {
+                    panic!("refused");
+                }
+                Fussy(self.0)
+            }
+        }
+        thread_local!(static FAIL: std::cell::Cell<bool> = const { std::cell::Cell::new(true) });
+        let mut v = CowVec::new();
+        (0..10).for_each(|i| v.push(Fussy(i)));
+        let frozen = v.freeze();
+        let failed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| frozen.get(0).cloned()));
+        assert!(failed.is_err());
+        FAIL.with(|f| f.set(false));
+        assert_eq!(frozen.get(5), Some(&Fussy(5)));
+        *v.get_mut(5).unwrap() = Fussy(50);
+        assert_eq!(frozen.get(5), Some(&Fussy(5)));
+    }
+
+    #[test]
+    fn a_reader_thread_sees_the_freeze_while_the_vector_is_written() {
+        let pages = if cfg!(miri) { 3 } else { 64 };
+        let mut v = CowVec::new();
+        (0..pages * PAGE).for_each(|i| v.push(i as u64));
+        for round in 0..3u64 {
+            let frozen = v.freeze();
+            let reader = std::thread::spawn(move || {
+                (0..pages * PAGE).rev().all(|i| frozen.get(i) == Some(&(i as u64 + round)))
+            });
+            for i in (0..pages * PAGE).step_by(PAGE / 4) {
+                *v.get_mut(i).unwrap() += 1;
+            }
+            // Reallocates while the reader may still read the old buffer.
+            v.grow_with(v.capacity() + 1, || 0);
+            v.slice_mut(PAGE + 1, PAGE + 3).iter_mut().for_each(|x| *x += 1);
+            for i in 0..pages * PAGE {
+                if i % (PAGE / 4) != 0 && !(PAGE + 1..PAGE + 3).contains(&i) {
+                    *v.get_mut(i).unwrap() += 1;
+                }
+            }
+            assert!(v[..pages * PAGE].iter().enumerate().all(|(i, &x)| x == i as u64 + round + 1));
+            assert!(reader.join().unwrap(), "round {round}");
+        }
+    }
+}
