@@ -202,9 +202,16 @@ impl<T> CowVec<T> {
     }
 
     /// Row `i` for writing, copying its page into a pending view first.
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        if i >= self.rows.len() {
+        self.get_mut_if(i, |_| true)
+    }
+
+    /// Row `i` for writing if `wanted(row)`: one bounds check, and a page shared with a view
+    /// is copied only if the row is wanted (so an absent row is found without a copy).
+    #[inline(always)]
+    pub fn get_mut_if(&mut self, i: usize, wanted: impl FnOnce(&T) -> bool) -> Option<&mut T> {
+        if !wanted(self.rows.get(i)?) {
             return None;
         }
         self.touch(i >> PAGE_BITS);
@@ -232,7 +239,9 @@ impl<T> CowVec<T> {
     /// Appends a row.
     #[inline]
     pub fn push(&mut self, value: T) {
-        self.reserve(1);
+        if self.rows.len() == self.rows.capacity() {
+            self.reserve(1);
+        }
         self.rows.push(value);
     }
 
@@ -240,7 +249,9 @@ impl<T> CowVec<T> {
     #[inline]
     pub fn grow_with(&mut self, len: usize, fill: impl FnMut() -> T) {
         if len > self.rows.len() {
-            self.reserve(len - self.rows.len());
+            if len > self.rows.capacity() {
+                self.reserve(len - self.rows.len());
+            }
             self.rows.resize_with(len, fill);
         }
     }
@@ -305,6 +316,7 @@ impl<T> CowVec<T> {
     /// Makes room for `more` rows. Reallocating under a pending view hands the old buffer to
     /// the view instead of freeing it (its rows move bitwise into the new one; the view reads
     /// the old copies only of pages the vector has not written since).
+    #[cold]
     fn reserve(&mut self, more: usize) {
         let len = self.rows.len();
         if self.rows.capacity() - len >= more {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::KeyedBackend;
 use super::snapshot::{BackendSnapshot, KeyGroupSnapshot, KeySnapshot, SnapshotError};
+use crate::cow_vec::FrozenVec;
 use crate::key::{FrozenKeys, Key, KeyId};
 use crate::state::FrozenStates;
 use crate::time::Timestamp;
@@ -23,7 +24,7 @@ use crate::varint::{self, patch_len, zigzag};
 pub struct FrozenBackend<K> {
     keys: FrozenKeys<K>,
     /// The key group of each key id.
-    groups: Vec<u16>,
+    groups: FrozenVec<u16>,
     states: FrozenStates,
     event_timers: FrozenTimers,
     processing_timers: FrozenTimers,
@@ -62,7 +63,7 @@ impl<K: Key> KeyedBackend<K> {
         }
         Ok(FrozenBackend {
             keys: self.keys.freeze(),
-            groups: self.groups.clone(),
+            groups: self.groups.freeze(),
             states: self.state.freeze()?,
             event_timers: self.event_timers.freeze(),
             processing_timers: self.processing_timers.freeze(),

@@ -51,6 +51,7 @@ pub use snapshot::{BackendSnapshot, RestoreStats, SnapshotError, WatermarkOnRest
 
 use std::fmt;
 
+use crate::cow_vec::CowVec;
 use crate::key::{Key, KeyError, KeyId, KeyInterner};
 use crate::keygroup::{KeyGroup, KeyGroups};
 use crate::state::{StateRegistry, StateScope, rows_emptied};
@@ -126,8 +127,9 @@ impl BackendSettings {
 /// [module docs](self).
 pub struct KeyedBackend<K> {
     keys: KeyInterner<K>,
-    /// The key group of each key id (what a checkpoint sorts keys by).
-    groups: Vec<u16>,
+    /// The key group of each key id (what a checkpoint sorts keys by); copy-on-write, as the
+    /// other per-key vectors, so that a freeze copies none of them.
+    groups: CowVec<u16>,
     state: StateRegistry,
     event_timers: TimerWheel,
     processing_timers: TimerWheel,
@@ -158,7 +160,7 @@ impl<K: Key> KeyedBackend<K> {
     pub fn new(settings: BackendSettings, processing_time: Timestamp) -> Self {
         KeyedBackend {
             keys: KeyInterner::with_limit(settings.max_keys),
-            groups: Vec::new(),
+            groups: CowVec::new(),
             state: StateRegistry::new(),
             event_timers: TimerWheel::new(),
             processing_timers: TimerWheel::new(),

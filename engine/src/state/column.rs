@@ -180,14 +180,11 @@ impl<T> Cells<T> {
 
     /// The read path (A3.2, A3.10.4): absent, live (refreshed on read if so configured) or, under
     /// `ReturnExpiredIfNotCleanedUp`, the expired value taken out of the row.
-    #[inline]
+    #[inline(always)]
     pub(super) fn visible(&mut self, key: KeyId, now: Timestamp) -> Visible<'_, T> {
         let i = row(key);
         // An absent row is found without a write access (which would copy a frozen page).
-        if !matches!(self.rows.get(i), Some(Some(_))) {
-            return Visible::Absent;
-        }
-        let Some(slot) = self.rows.get_mut(i) else {
+        let Some(slot) = self.rows.get_mut_if(i, Option::is_some) else {
             return Visible::Absent;
         };
         if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
@@ -240,8 +237,7 @@ impl<T> Cells<T> {
     #[inline]
     pub(super) fn take_unexpired(&mut self, key: KeyId, now: Timestamp) -> Option<T> {
         let i = row(key);
-        self.rows.get(i)?.as_ref()?;
-        let value = self.rows.get_mut(i)?.take()?;
+        let value = self.rows.get_mut_if(i, Option::is_some)?.take()?;
         self.live -= 1;
         emptied(1);
         match (&self.ttl, self.stamps.get(i)) {
@@ -255,8 +251,7 @@ impl<T> Cells<T> {
     #[inline]
     pub(super) fn unexpired_for_write(&mut self, key: KeyId, now: Timestamp) -> Option<&mut T> {
         let i = row(key);
-        self.rows.get(i)?.as_ref()?;
-        let slot = self.rows.get_mut(i)?;
+        let slot = self.rows.get_mut_if(i, Option::is_some)?;
         if let (Some(ttl), Some(stamp)) = (&self.ttl, self.stamps.get_mut(i)) {
             if ttl.expired(*stamp, now) {
                 *slot = None;
@@ -272,10 +267,7 @@ impl<T> Cells<T> {
     /// Clears the row (nothing to do beyond the column's length).
     #[inline]
     pub(super) fn clear(&mut self, key: KeyId) {
-        if !matches!(self.rows.get(row(key)), Some(Some(_))) {
-            return;
-        }
-        if let Some(slot) = self.rows.get_mut(row(key)) {
+        if let Some(slot) = self.rows.get_mut_if(row(key), Option::is_some) {
             if slot.take().is_some() {
                 self.live -= 1;
                 emptied(1);

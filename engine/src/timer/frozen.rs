@@ -1,7 +1,7 @@
 //! A timer store's pending timers frozen at a checkpoint barrier ([`FrozenTimers`]): its key
-//! index frozen copy-on-write (24 bytes per key id, copied a page at a time by whichever of the
-//! shard and the checkpoint thread needs the page first; the spill sets of keys with three or
-//! more timers are copied), read on the checkpoint thread. The tiers are not frozen: the key
+//! index frozen copy-on-write (24 bytes per key id, and the spill sets of keys with three or
+//! more timers, copied a page at a time by whichever of the shard and the checkpoint thread
+//! needs the page first), read on the checkpoint thread. The tiers are not frozen: the key
 //! index alone knows every live timer and its registration order.
 
 use super::key_index::{FrozenKeyIndex, KeyIndex, SPILLED};

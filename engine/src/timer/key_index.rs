@@ -140,15 +140,30 @@ impl Spill {
 
 /// Calls `f(at, seq)` for each timer of the record `r` (whose spill set, if any, is in
 /// `spills`).
-fn record_timers(r: KeyRecord, spills: &[Spill], mut f: impl FnMut(u64, u32)) {
+fn record_timers<'a>(
+    r: KeyRecord,
+    spill: impl FnOnce(usize) -> Option<&'a Spill>,
+    mut f: impl FnMut(u64, u32),
+) {
     if r.seq[0] == NO_SEQ {
         return;
     }
     f(r.at[0], r.seq[0]);
     match r.seq[1] {
         NO_SEQ => {}
-        SPILLED => spills[r.at[1] as usize].for_each(f),
+        SPILLED => spill(r.at[1] as usize).expect("a spilled record's set").for_each(f),
         _ => f(r.at[1], r.seq[1]),
+    }
+}
+
+/// The spill set of the record `r` down to one timer: move it inline and free the set.
+#[inline]
+fn unspill_if_single(r: &mut KeyRecord, spill: &mut Spill, free: &mut Vec<u32>) {
+    if spill.len() == 1 {
+        let s = r.at[1] as u32;
+        (r.at[1], r.seq[1]) = spill.pop().expect("one left");
+        spill.clear();
+        free.push(s);
     }
 }
 
@@ -156,7 +171,7 @@ fn record_timers(r: KeyRecord, spills: &[Spill], mut f: impl FnMut(u64, u32)) {
 #[derive(Debug, Clone)]
 pub(super) struct FrozenKeyIndex {
     records: FrozenVec<KeyRecord>,
-    spills: Vec<Spill>,
+    spills: FrozenVec<Spill>,
 }
 
 impl FrozenKeyIndex {
@@ -168,7 +183,7 @@ impl FrozenKeyIndex {
     /// As [`KeyIndex::for_each_with_seq`].
     pub(super) fn for_each_with_seq(&self, key: KeyId, f: impl FnMut(u64, u32)) {
         let r = self.records.get(key as usize).copied().unwrap_or(KeyRecord::EMPTY);
-        record_timers(r, &self.spills, f);
+        record_timers(r, |s| self.spills.get(s), f);
     }
 }
 
@@ -176,7 +191,7 @@ impl FrozenKeyIndex {
 #[derive(Debug, Default, Clone)]
 pub(super) struct KeyIndex {
     pub(super) records: CowVec<KeyRecord>,
-    pub(super) spills: Vec<Spill>,
+    pub(super) spills: CowVec<Spill>,
     pub(super) free_spills: Vec<u32>,
 }
 
@@ -252,10 +267,9 @@ impl KeyIndex {
             match r.seq[1] {
                 NO_SEQ => r.seq[0] = NO_SEQ,
                 SPILLED => {
-                    let s = r.at[1] as usize;
-                    (r.at[0], r.seq[0]) =
-                        self.spills[s].pop().expect("spill sets hold two or more");
-                    self.unspill_if_single(key);
+                    let spill = &mut self.spills[r.at[1] as usize];
+                    (r.at[0], r.seq[0]) = spill.pop().expect("spill sets hold two or more");
+                    unspill_if_single(r, spill, &mut self.free_spills);
                 }
                 second => {
                     (r.at[0], r.seq[0]) = (r.at[1], second);
@@ -267,8 +281,9 @@ impl KeyIndex {
         match r.seq[1] {
             NO_SEQ => None,
             SPILLED => {
-                let seq = self.spills[r.at[1] as usize].remove(at)?;
-                self.unspill_if_single(key);
+                let spill = &mut self.spills[r.at[1] as usize];
+                let seq = spill.remove(at)?;
+                unspill_if_single(r, spill, &mut self.free_spills);
                 Some(seq)
             }
             second if r.at[1] == at => {
@@ -276,17 +291,6 @@ impl KeyIndex {
                 Some(second)
             }
             _ => None,
-        }
-    }
-
-    /// A spill set down to one timer: move it inline and free the set.
-    fn unspill_if_single(&mut self, key: KeyId) {
-        let r = &mut self.records[key as usize];
-        let s = r.at[1] as usize;
-        if self.spills[s].len() == 1 {
-            (r.at[1], r.seq[1]) = self.spills[s].pop().expect("one left");
-            self.spills[s].clear();
-            self.free_spills.push(s as u32);
         }
     }
 
@@ -326,13 +330,13 @@ impl KeyIndex {
 
     /// Calls `f(at, seq)` for each of `key`'s live timers, in no particular order.
     pub(super) fn for_each_with_seq(&self, key: KeyId, f: impl FnMut(u64, u32)) {
-        record_timers(self.record(key), &self.spills, f);
+        record_timers(self.record(key), |s| self.spills.get(s), f);
     }
 
-    /// The index as it is now, for a checkpoint to read off the shard: the records frozen
-    /// copy-on-write (`cow_vec.rs`), the spill sets (of keys with three or more timers) copied.
+    /// The index as it is now, for a checkpoint to read off the shard: the records and the
+    /// spill sets (of keys with three or more timers) frozen copy-on-write (`cow_vec.rs`).
     pub(super) fn freeze(&mut self) -> FrozenKeyIndex {
-        FrozenKeyIndex { records: self.records.freeze(), spills: self.spills.clone() }
+        FrozenKeyIndex { records: self.records.freeze(), spills: self.spills.freeze() }
     }
 
     /// Removes every live timer of `key`; returns how many there were and the smallest position.
