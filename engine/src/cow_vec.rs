@@ -13,16 +13,19 @@
 //! view (its rows are moved bitwise into the new buffer, and the old allocation is freed with the
 //! view); clearing or dropping it first fills the view's remaining pages. A second freeze while
 //! the view of the first is still alive fills the first view's remaining pages, so there is at
-//! most one pending view at a time.
+//! most one pending view at a time. The readers own a view (the vector keeps a weak reference),
+//! so the last of them, the checkpoint thread once it has written the checkpoint, frees the
+//! copies: the shard never pays for freeing them.
 //!
 //! Not modelled by loom (the page states are a lock, not a lock-free protocol); the tests run
 //! under Miri, including a reader thread filling pages while the vector is written.
 
-use std::mem::{self, MaybeUninit};
+use std::cell::UnsafeCell;
+use std::mem;
 use std::ops::Deref;
 use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Rows per page: the unit of copy-on-write. 1,024 rows of 8-24 bytes are 8-24 KiB, large
 /// enough that the pending bitmap (one bit per page) stays in L1 at 10 M rows, small enough that
@@ -43,7 +46,9 @@ pub struct CowVec<T> {
     /// One bit per page: set while `view` still needs the page as the freeze found it. Empty
     /// when there is no view.
     pending: Vec<u64>,
-    view: Option<Arc<View<T>>>,
+    /// The newest freeze's view, weakly: the readers own it, so that the last of them (the
+    /// checkpoint thread, once the checkpoint is written) frees its copies, not the shard.
+    view: Option<Weak<View<T>>>,
 }
 
 /// The rows of a [`CowVec`] as a [`freeze`](CowVec::freeze) found them. `Send`: a checkpoint
@@ -62,9 +67,11 @@ struct View<T> {
     /// Each page's state: `PENDING` (read from `base`), `BUSY` (being filled), `DONE` (its
     /// copy is filled, and never written again).
     states: Box<[AtomicU8]>,
-    /// The copies, `len` of them, initialized page by page: a page's rows are initialized iff
-    /// its state is `DONE`.
-    copy: *mut T,
+    /// Each page's copy, allocated when the page is filled (so a freeze allocates nothing in
+    /// proportion to the rows: a large allocation there cost the shard up to milliseconds of
+    /// the allocator committing memory): set by the thread that moved the page to `BUSY`, read
+    /// only once it is `DONE`.
+    copies: Box<[UnsafeCell<*mut T>]>,
     /// Buffers the vector outgrew while this view read them: allocations only (length 0), freed
     /// with the view.
     retired: Mutex<Vec<Vec<T>>>,
@@ -72,39 +79,38 @@ struct View<T> {
     clone_rows: CloneRows<T>,
 }
 
-/// Clones `n` rows from `src` to `dst`, counting in `filled` how many are written (the caller
-/// drops those if a clone panics).
-type CloneRows<T> =
-    unsafe fn(src: *const T, dst: *mut T, n: usize, filled: &std::cell::Cell<usize>);
+/// A copy of the `n` rows at `src`.
+type CloneRows<T> = unsafe fn(src: *const T, n: usize) -> Box<[T]>;
 
-/// [`CloneRows`] for a `Clone` type.
+/// [`CloneRows`] for a `Clone` type. If a `clone` panics, the rows cloned so far are dropped
+/// with the vector that holds them.
 ///
 /// # Safety
 ///
-/// `src..src + n` must be readable rows and `dst..dst + n` writable, uninitialized memory.
-unsafe fn clone_rows<T: Clone>(
-    src: *const T,
-    dst: *mut T,
-    n: usize,
-    filled: &std::cell::Cell<usize>,
-) {
-    for i in 0..n {
-        // SAFETY: `i < n`, within both ranges the caller vouches for.
-        unsafe { dst.add(i).write((*src.add(i)).clone()) };
-        filled.set(i + 1);
-    }
+/// `src..src + n` must be readable rows.
+unsafe fn clone_rows<T: Clone>(src: *const T, n: usize) -> Box<[T]> {
+    let mut rows = Vec::with_capacity(n);
+    // SAFETY: the caller vouches for the rows `src..src + n`.
+    rows.extend((0..n).map(|i| unsafe { (*src.add(i)).clone() }));
+    rows.into_boxed_slice()
 }
 
 // SAFETY: a view is shared by the shard and one or more readers. Readers clone rows out of
 // `base` while the shard may read the same rows (`T: Sync`), and the copies they make are
-// owned and dropped by whichever thread drops the view last (`T: Send`). `copy` is written only
-// by the thread that moved a page from `PENDING` to `BUSY`, and read only after the page is
-// `DONE` (Release/Acquire on the state); `retired` is behind a mutex.
+// owned and dropped by whichever thread drops the view last (`T: Send`). A page's copy is
+// written only by the thread that moved the page from `PENDING` to `BUSY`, and read only after
+// the page is `DONE` (Release/Acquire on the state); `retired` is behind a mutex.
 unsafe impl<T: Send + Sync> Send for View<T> {}
 // SAFETY: as for `Send`: every shared access goes through the page states or the mutex.
 unsafe impl<T: Send + Sync> Sync for View<T> {}
 
 impl<T> View<T> {
+    /// The rows of `page`: its first row and how many.
+    fn span(&self, page: usize) -> (usize, usize) {
+        let start = page << PAGE_BITS;
+        (start, PAGE.min(self.len - start))
+    }
+
     /// Fills `page` of the copy from `base`, unless it is filled already; waits while another
     /// thread fills it.
     fn fill(&self, page: usize) {
@@ -124,40 +130,34 @@ impl<T> View<T> {
                 }
             }
         }
-        let start = page << PAGE_BITS;
-        let end = (start + PAGE).min(self.len);
-        // Drops the rows filled so far and gives the page back if a `clone` panics.
-        struct Unwind<'a, T> {
-            view: &'a View<T>,
-            page: usize,
-            start: usize,
-            filled: std::cell::Cell<usize>,
-        }
-        impl<T> Drop for Unwind<'_, T> {
+        // Gives the page back if a `clone` panics.
+        struct Unwind<'a>(&'a AtomicU8);
+        impl Drop for Unwind<'_> {
             fn drop(&mut self) {
-                // SAFETY: the first `filled` rows of the page's copy were written by this fill,
-                // which still holds the page (`BUSY`), and nothing reads them before `DONE`.
-                unsafe {
-                    let rows = self.view.copy.add(self.start);
-                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(rows, self.filled.get()));
-                }
-                self.view.states[self.page].store(PENDING, Ordering::Release);
+                self.0.store(PENDING, Ordering::Release);
             }
         }
-        let unwind = Unwind { view: self, page, start, filled: std::cell::Cell::new(0) };
-        // SAFETY: `start..end` is within `len`: `base` holds those rows of the freeze, alive and
-        // unwritten while the page is not `DONE` (see `base`), and the copy's rows there are
-        // uninitialized until `DONE`; this thread owns the page (`BUSY`).
-        unsafe {
-            (self.clone_rows)(
-                self.base.add(start),
-                self.copy.add(start),
-                end - start,
-                &unwind.filled,
-            );
-        }
+        let unwind = Unwind(state);
+        let (start, n) = self.span(page);
+        // SAFETY: `start..start + n` is within `len`: `base` holds those rows of the freeze,
+        // alive and unwritten while the page is not `DONE` (see `base`).
+        let rows = unsafe { (self.clone_rows)(self.base.add(start), n) };
+        // SAFETY: this thread owns the page (`BUSY`): nothing else reads or writes its copy.
+        unsafe { *self.copies[page].get() = Box::into_raw(rows).cast::<T>() };
         mem::forget(unwind);
         state.store(DONE, Ordering::Release);
+    }
+
+    /// Row `i` of the copy, once its page is `DONE`.
+    ///
+    /// # Safety
+    ///
+    /// `i < len`, and the page of row `i` is `DONE` (observed with Acquire).
+    unsafe fn copied(&self, i: usize) -> &T {
+        let page = i >> PAGE_BITS;
+        // SAFETY: the page is `DONE` (the caller): its copy is set, holds the page's rows, and
+        // is never written again while the view lives.
+        unsafe { &*(*self.copies[page].get()).add(i - (page << PAGE_BITS)) }
     }
 
     fn pages(&self) -> usize {
@@ -169,24 +169,14 @@ impl<T> Drop for View<T> {
     fn drop(&mut self) {
         for (page, state) in self.states.iter().enumerate() {
             if state.load(Ordering::Acquire) == DONE {
-                let start = page << PAGE_BITS;
-                let end = (start + PAGE).min(self.len);
-                // SAFETY: a `DONE` page's rows of the copy are initialized, and this is the last
-                // reference to the view.
-                unsafe {
-                    let rows = self.copy.add(start);
-                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(rows, end - start));
-                }
+                let (_, n) = self.span(page);
+                // SAFETY: a `DONE` page's copy came from `Box::into_raw` of a boxed slice of
+                // its `n` rows (`fill`), and this is the last reference to the view.
+                drop(unsafe {
+                    Box::from_raw(ptr::slice_from_raw_parts_mut(*self.copies[page].get(), n))
+                });
             }
         }
-        // SAFETY: `copy` came from `Box::into_raw` of a boxed slice of `len` uninitialized rows
-        // (`CowVec::freeze`); its initialized rows were dropped above.
-        drop(unsafe {
-            Box::from_raw(ptr::slice_from_raw_parts_mut(
-                self.copy.cast::<MaybeUninit<T>>(),
-                self.len,
-            ))
-        });
     }
 }
 
@@ -270,12 +260,11 @@ impl<T> CowVec<T> {
         self.release();
         let len = self.rows.len();
         let pages = len.div_ceil(PAGE);
-        let copy = Box::into_raw(Box::<[T]>::new_uninit_slice(len)).cast::<T>();
         let view = Arc::new(View {
             base: self.rows.as_ptr(),
             len,
             states: (0..pages).map(|_| AtomicU8::new(PENDING)).collect(),
-            copy,
+            copies: (0..pages).map(|_| UnsafeCell::new(ptr::null_mut())).collect(),
             retired: Mutex::new(Vec::new()),
             clone_rows: clone_rows::<T>,
         });
@@ -286,7 +275,7 @@ impl<T> CowVec<T> {
                 *last = (1 << (pages % 64)) - 1;
             }
         }
-        self.view = Some(Arc::clone(&view));
+        self.view = Some(Arc::downgrade(&view));
         FrozenVec { view }
     }
 
@@ -303,8 +292,8 @@ impl<T> CowVec<T> {
     #[cold]
     #[inline(never)]
     fn unshare(&mut self, page: usize) {
-        match &self.view {
-            Some(view) if Arc::strong_count(view) > 1 => {
+        match self.live_view() {
+            Some(view) => {
                 view.fill(page);
                 self.pending[page >> 6] &= !(1 << (page & 63));
             }
@@ -322,7 +311,7 @@ impl<T> CowVec<T> {
         if self.rows.capacity() - len >= more {
             return;
         }
-        let Some(view) = self.view.as_ref().filter(|v| Arc::strong_count(v) > 1) else {
+        let Some(view) = self.live_view() else {
             self.forget_view();
             self.rows.reserve(more);
             return;
@@ -344,7 +333,7 @@ impl<T> CowVec<T> {
 
     /// Fills every page a pending view still needs, so that the rows may be dropped or moved.
     fn release(&mut self) {
-        if let Some(view) = self.view.as_ref().filter(|v| Arc::strong_count(v) > 1) {
+        if let Some(view) = self.live_view() {
             for page in 0..view.pages() {
                 if self.pending[page >> 6] >> (page & 63) & 1 != 0 {
                     view.fill(page);
@@ -352,6 +341,12 @@ impl<T> CowVec<T> {
             }
         }
         self.forget_view();
+    }
+
+    /// The view, if a reader still holds it. (If the reader lets go while the vector holds
+    /// this reference, the vector frees the view: rare, a race with the end of a checkpoint.)
+    fn live_view(&self) -> Option<Arc<View<T>>> {
+        self.view.as_ref().and_then(Weak::upgrade)
     }
 
     fn forget_view(&mut self) {
@@ -440,9 +435,8 @@ impl<T> FrozenVec<T> {
         if self.view.states[page].load(Ordering::Acquire) != DONE {
             self.view.fill(page);
         }
-        // SAFETY: the page is `DONE` (Acquire above or in `fill`): its copies are initialized
-        // and never written again while the view lives.
-        Some(unsafe { &*self.view.copy.add(i) })
+        // SAFETY: `i < len`, and the page is `DONE` (Acquire above or in `fill`).
+        Some(unsafe { self.view.copied(i) })
     }
 }
 

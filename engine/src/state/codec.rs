@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 
 /// What a value kept in keyed state must be: cloneable (reads hand out owned values),
 /// serializable, so that a checkpoint can store it and a restore rebuild it (Flink's type
-/// serializers), and `Send`, so that a checkpoint can encode the rows it froze at a barrier on
-/// another thread than the shard's. Implemented for every
-/// `Clone + Serialize + DeserializeOwned + Send + 'static` type: derive `serde::Serialize` and
-/// `serde::Deserialize` on your own state types.
+/// serializers), and `Send + Sync`, so that a checkpoint can encode the rows it froze at a
+/// barrier on another thread while the shard goes on (the freeze is copy-on-write: the
+/// checkpoint thread may clone a row the shard is reading). Implemented for every
+/// `Clone + Serialize + DeserializeOwned + Send + Sync + 'static` type: derive
+/// `serde::Serialize` and `serde::Deserialize` on your own state types.
 pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
