@@ -100,11 +100,13 @@ THE RESULT LINE (stdout, the last line; everything else goes to stderr):
   key_check_bytes         count-with-timeout: memory of the per-key check's sinks (included in
                           peak_rss_bytes; --no-key-check drops it)
   checkpoints checkpoint_stall_p50_us checkpoint_stall_p99_us checkpoint_stall_max_us
-  checkpoint_bytes checkpoint_write_bytes_per_s restore_seconds
+  checkpoint_bytes checkpoint_write_bytes_per_s checkpoints_timed_out restore_seconds
                           with --checkpoint-dir: checkpoints completed; each shard's stall per
-                          checkpoint (its snapshots, taken and encoded on the shard); the newest
-                          complete checkpoint's shard files; bytes written per second of writing
-                          (files, syncs, manifest); when it resumed, the time to read and validate
+                          checkpoint (the copy-on-write freeze of its keyed state; the encoding
+                          runs on the checkpoint thread); the newest complete checkpoint's shard
+                          files; bytes written per second of writing (files, syncs, manifest);
+                          checkpoints abandoned at --checkpoint-timeout-ms; when it resumed, the
+                          time to read and validate
                           the checkpoint and restore every shard's operators
   check                   ok, or FAILED:name,... (details on stderr; the exit status is then 1);
                           skipped_resumed when the run resumed from a checkpoint
@@ -208,6 +210,12 @@ struct Cli {
     /// trigger.
     #[arg(long, value_name = "MS", value_parser = parse_count, default_value = "1000")]
     checkpoint_interval_ms: u64,
+
+    /// With --checkpoint-dir: a checkpoint whose barriers have not all been acknowledged this
+    /// long after its trigger is abandoned (counted in `checkpoints_timed_out`), and the next
+    /// one follows an interval later.
+    #[arg(long, value_name = "MS", value_parser = parse_count, default_value = "600000")]
+    checkpoint_timeout_ms: u64,
 
     /// count-with-timeout and window-sum: also writes every output as a line `key,value` into
     /// exactly-once files in DIR (`part-*`, committed with each checkpoint; without
@@ -348,6 +356,7 @@ impl Settings {
                 };
                 Checkpointing::new(dir)
                     .interval(std::time::Duration::from_millis(cli.checkpoint_interval_ms))
+                    .timeout(std::time::Duration::from_millis(cli.checkpoint_timeout_ms))
                     .faults(faults)
             }),
             output: cli.output.clone(),
@@ -483,6 +492,7 @@ impl Common {
             let write = c.write_time.as_secs_f64();
             let rate = if write > 0.0 { c.bytes_written as f64 / write } else { 0.0 };
             line.add("checkpoint_write_bytes_per_s", format!("{rate:.0}"));
+            line.add("checkpoints_timed_out", c.timed_out);
             if c.restored_from.is_some() {
                 line.add("restore_seconds", format!("{:.3}", c.restore_time.as_secs_f64()));
             }

@@ -25,10 +25,14 @@
 //! error, not silently dropped (Flink's `allowNonRestoredState` is off by default too).
 //!
 //! **What a barrier costs a shard.** One atomic load per source pull while no checkpoint is
-//! pending; at a barrier, the keyed operators' freezes (a copy of the live keys, state rows and
-//! timers' key index, [`KeyedBackend::freeze`](pinwheel_engine::keyed::KeyedBackend::freeze)),
-//! measured as the stall in [`CheckpointStats`]. The checkpoint thread encodes the copies by key
-//! group while the shards go on.
+//! pending; at a barrier, the keyed operators' freezes (copy-on-write, O(pages), of the live
+//! keys, state rows and timers' key index,
+//! [`KeyedBackend::freeze`](pinwheel_engine::keyed::KeyedBackend::freeze)), measured as the stall
+//! in [`CheckpointStats`]. The checkpoint thread encodes the frozen views by key group while the
+//! shards go on.
+//!
+//! **Timeouts.** A checkpoint not acknowledged by every shard within [`Checkpointing::timeout`]
+//! is abandoned and the next one triggered an interval later (Flink's checkpoint timeout).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -79,6 +83,14 @@ pub struct Checkpointing {
     /// its error (default 3, at least 1): an I/O error or a full disk leaves nothing behind, and
     /// the next attempt writes under a new temporary name.
     pub write_attempts: u32,
+    /// How long a checkpoint may take from its trigger until every shard has acknowledged its
+    /// barrier (default 10 minutes, Flink's `execution.checkpointing.timeout`). A checkpoint
+    /// that takes longer is abandoned, counted in [`CheckpointStats::timed_out`], and the next
+    /// one is triggered an interval later; the run goes on. Nothing is lost: what exactly-once
+    /// sinks pre-committed for it becomes visible with the next complete checkpoint. The
+    /// writing of a checkpoint whose barriers have all been acknowledged is not cut short (its
+    /// file writes are bounded by [`write_attempts`](Self::write_attempts)).
+    pub timeout: Duration,
 }
 
 impl Checkpointing {
@@ -94,7 +106,15 @@ impl Checkpointing {
             restart: RestartPolicy::none(),
             faults: FaultPlan::none(),
             write_attempts: 3,
+            timeout: Duration::from_secs(600),
         }
+    }
+
+    /// How long a checkpoint may take until every shard has acknowledged its barrier
+    /// ([`timeout`](Self::timeout)).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The time between one checkpoint's completion and the next one's trigger.
@@ -169,6 +189,9 @@ pub struct CheckpointStats {
     pub restarts: u32,
     /// File writes that failed and were attempted again ([`Checkpointing::write_attempts`]).
     pub write_retries: u64,
+    /// Checkpoints abandoned because their barriers were not all acknowledged within
+    /// [`Checkpointing::timeout`].
+    pub timed_out: u64,
 }
 
 /// What a restored checkpoint gives the operators and sources that build from it.
@@ -509,6 +532,20 @@ impl Coordinator {
         }));
     }
 
+    /// Abandons checkpoint `id` if its barriers have not all been acknowledged (it has not been
+    /// handed to the checkpoint thread): its parts are dropped, and barriers of it that arrive
+    /// later add nothing. Returns whether it was abandoned.
+    fn expire(&self, id: u64) -> bool {
+        let mut p = self.progress();
+        if id <= p.handed_out {
+            return false;
+        }
+        p.pending.retain(|&pending, _| pending > id);
+        p.handed_out = id;
+        p.stats.timed_out += 1;
+        true
+    }
+
     /// Triggers checkpoint `requested + 1` and wakes the shards so that idle sources see it.
     fn trigger(&self) -> u64 {
         let id = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
@@ -606,16 +643,29 @@ impl Coordinator {
         }
     }
 
-    /// The checkpoint thread: triggers a checkpoint `interval` after the previous one completed,
-    /// writes the complete ones, until [`stop`](Self::stop).
+    /// The checkpoint thread: triggers a checkpoint `interval` after the previous one completed
+    /// (or timed out), writes the complete ones, until [`stop`](Self::stop).
     fn run(self: &Arc<Self>) {
         let mut next_trigger = Instant::now() + self.settings.interval;
-        let mut in_flight = false;
+        // The checkpoint in flight and when it expires.
+        let mut in_flight: Option<(u64, Instant)> = None;
         loop {
-            let timeout = if in_flight {
-                Duration::from_millis(50)
-            } else {
-                next_trigger.saturating_duration_since(Instant::now())
+            if let Some((id, expires)) = in_flight {
+                if Instant::now() >= expires {
+                    if self.expire(id) {
+                        in_flight = None;
+                        next_trigger = Instant::now() + self.settings.interval;
+                    } else {
+                        // Handed out just now: it is on its way to this thread.
+                        in_flight = Some((id, deadline(Duration::from_secs(3600))));
+                    }
+                }
+            }
+            let timeout = match in_flight {
+                Some((_, expires)) => {
+                    Duration::from_millis(50).min(expires.saturating_duration_since(Instant::now()))
+                }
+                None => next_trigger.saturating_duration_since(Instant::now()),
             };
             match self.complete_rx.recv_timeout(timeout) {
                 Ok(None) => break,
@@ -626,14 +676,14 @@ impl Coordinator {
                         break;
                     }
                     if id >= self.requested() {
-                        in_flight = false;
+                        in_flight = None;
                         next_trigger = Instant::now() + self.settings.interval;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if !in_flight && Instant::now() >= next_trigger {
-                        self.trigger();
-                        in_flight = true;
+                    if in_flight.is_none() && Instant::now() >= next_trigger {
+                        let id = self.trigger();
+                        in_flight = Some((id, deadline(self.settings.timeout)));
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -706,6 +756,12 @@ impl Coordinator {
     }
 }
 
+/// `after` from now, or a year from now if that is beyond what an `Instant` holds.
+fn deadline(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after).unwrap_or(now + Duration::from_secs(365 * 86_400))
+}
+
 fn encode_position(ordinal: u64, position: &[u8]) -> Vec<u8> {
     let mut e = Encoder::with_limit(usize::MAX);
     // An encoder without a limit cannot refuse.
@@ -721,4 +777,46 @@ fn decode_position(
     let position = d.bytes(u64::MAX)?.to_vec();
     d.finish()?;
     Ok((ordinal, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
+        Coordinator::open(
+            &Checkpointing::new(dir),
+            KeyGroups::new(128).unwrap(),
+            1,
+            Arc::from(vec![ShardWaker::new()]),
+            vec![],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_that_times_out_is_abandoned_and_its_late_barriers_add_nothing() {
+        let dir = std::env::temp_dir().join(format!("pinwheel-expire-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = coordinator(&dir);
+        let one = c.trigger();
+        c.source_position(one, 0, 0, b"first");
+        assert!(c.expire(one));
+        assert!(!c.expire(one), "abandoned once");
+        // Its barrier reaches the root after all: nothing is handed out.
+        c.root_barrier(one, 0);
+        assert!(c.complete_rx.try_recv().is_err());
+        let two = c.trigger();
+        c.source_position(two, 0, 0, b"second");
+        c.root_barrier(two, 0);
+        let complete = c.complete_rx.try_recv().unwrap().unwrap();
+        assert_eq!(complete.id, two);
+        assert!(!c.expire(two), "handed out: it completes");
+        assert_eq!(complete.shards[0].sources.get(&0).map(Vec::as_slice), Some(&b"second"[..]));
+        c.write(complete).unwrap();
+        let stats = c.progress().stats.clone();
+        assert_eq!((stats.timed_out, stats.completed, stats.last_completed), (1, 1, Some(two)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
