@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use pinwheel_engine::checkpoint::{CheckpointDir, CheckpointKind};
 use pinwheel_operators::pipeline::{
     BuildContext, CheckpointStats, Checkpointing, ExactlyOnceFiles, FileSink, FileSinkError, Job,
-    Pipeline, RestartPolicy, Sink, Stage, StagePlan, Status, Turn,
+    Pipeline, RestartPolicy, SavepointError, Sink, Stage, StagePlan, Status, Turn,
 };
 use pinwheel_operators::{
     Collector, ConfigError, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
@@ -409,6 +410,99 @@ fn every_checkpoint_of_a_run_restores_to_the_same_result() {
         assert_eq!(sorted(all), reference, "restored from checkpoint {id}");
         let _ = std::fs::remove_dir_all(&copy);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The kind each manifest of `dir` records, by checkpoint id.
+fn kinds(dir: &Path) -> Vec<(u64, CheckpointKind)> {
+    let dir = CheckpointDir::open_or_create(dir).unwrap();
+    let mut kinds: Vec<(u64, CheckpointKind)> = dir
+        .candidates()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.checkpoint, c.manifest.unwrap().kind))
+        .collect();
+    kinds.sort_unstable_by_key(|&(id, _)| id);
+    kinds
+}
+
+#[test]
+fn a_savepoint_requested_from_a_running_job_is_kept_and_restores_on_any_shard_count() {
+    let (reference, _, _) = run(2, None, 0).unwrap();
+    let reference = sorted(reference.iter().flat_map(|e| records(e)).collect());
+    let dir = fresh_dir("savepoint");
+    // No periodic checkpoint (every hour): the gated source waits after its first chunk until a
+    // barrier has come round, and the only one is the savepoint's.
+    let pipeline = Pipeline::new()
+        .shards(2)
+        .checkpointing(Checkpointing::new(&dir).interval(Duration::from_secs(3600)));
+    let seen = Arc::new(AtomicU64::new(0));
+    let stream = pipeline
+        .from_source(Gated { seen: seen.clone(), gates: 1 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    let sink = job.sink(stream, move |shard| Recording {
+        elements: Vec::new(),
+        seen: (shard.index == 0).then(|| seen.clone()),
+    });
+    let running = job.spawn().unwrap();
+    let id = running.savepoint().wait().unwrap();
+    let mut first = running.join().unwrap();
+    let stats = first.checkpoints.clone().unwrap();
+    let first: PerShard = first.take(sink).into_iter().map(|s| s.elements).collect();
+    assert_eq!(stats.savepoints, 1);
+    let last = stats.last_completed.unwrap();
+    assert_eq!(kinds(&dir), [(id, CheckpointKind::Savepoint), (last, CheckpointKind::Checkpoint)]);
+    for shards in [1, 2, 4] {
+        // Restored with periodic checkpoints, the newest two kept: the savepoint stays.
+        let copy = copy_up_to(&dir, &format!("savepoint-{shards}"), id);
+        let settings = Checkpointing::new(&copy).interval(Duration::from_millis(1)).retention(2);
+        let (second, stats) = run_with(shards, Some(settings), 4).unwrap();
+        let stats = stats.unwrap();
+        assert_eq!(stats.restored_from, Some(id));
+        let mut all = before_barrier(&first, id, last);
+        all.extend(second.iter().flat_map(|e| records(e)));
+        assert_eq!(sorted(all), reference, "savepoint {id} restored on {shards} shards");
+        let kept = kinds(&copy);
+        assert!(stats.completed >= 3, "{stats:?}");
+        assert_eq!(kept.len(), 3, "the savepoint and the newest two: {kept:?}");
+        assert_eq!(kept[0], (id, CheckpointKind::Savepoint));
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_savepoint_without_checkpointing_or_after_the_end_is_refused() {
+    let pipeline = Pipeline::new().shards(1);
+    let stream = pipeline
+        .from_source(Gated { seen: Arc::new(AtomicU64::new(0)), gates: 0 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    job.sink(stream, |_| Recording { elements: Vec::new(), seen: None });
+    let running = job.spawn().unwrap();
+    assert_eq!(running.savepoint().wait(), Err(SavepointError::CheckpointingOff));
+    running.join().unwrap();
+
+    let dir = fresh_dir("savepoint-late");
+    let pipeline = Pipeline::new()
+        .shards(1)
+        .checkpointing(Checkpointing::new(&dir).interval(Duration::from_secs(3600)));
+    let stream = pipeline
+        .from_source(Gated { seen: Arc::new(AtomicU64::new(0)), gates: 0 })
+        .key_by(|e: &(u64, u64)| e.0)
+        .process(WindowSum::default);
+    let mut job = Job::new(&pipeline);
+    job.sink(stream, |_| Recording { elements: Vec::new(), seen: None });
+    let running = job.spawn().unwrap();
+    while !running.is_finished() {
+        std::thread::yield_now();
+    }
+    let handle = running.savepoint();
+    running.join().unwrap();
+    assert_eq!(handle.wait(), Err(SavepointError::JobEnded));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

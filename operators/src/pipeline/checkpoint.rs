@@ -53,6 +53,7 @@ use pinwheel_engine::shard::ShardWaker;
 
 use super::commit::Committer;
 use super::restart::RestartPolicy;
+use super::savepoint::{self, Savepoints, Waiter};
 use super::stalls::Stalls;
 use crate::error::{ConfigError, PipelineError};
 
@@ -192,6 +193,9 @@ pub struct CheckpointStats {
     /// Checkpoints abandoned because their barriers were not all acknowledged within
     /// [`Checkpointing::timeout`].
     pub timed_out: u64,
+    /// Savepoints completed ([`RunningJob::savepoint`](super::RunningJob::savepoint); counted
+    /// in `completed` too).
+    pub savepoints: u64,
 }
 
 /// What a restored checkpoint gives the operators and sources that build from it.
@@ -235,6 +239,8 @@ struct Progress {
     handed_out: u64,
     stats: CheckpointStats,
     error: Option<PipelineError>,
+    /// The savepoint in flight, and the requests it answers.
+    savepoint: Option<(u64, Vec<Waiter>)>,
 }
 
 /// A checkpoint all of whose parts have arrived, for the checkpoint thread to write.
@@ -268,6 +274,8 @@ pub(crate) struct Coordinator {
     committers: Vec<Arc<dyn Committer>>,
     /// The run's stop flag: set when checkpointing fails.
     halt: Arc<AtomicBool>,
+    /// The program's savepoint requests (they outlive this run's attempt).
+    savepoints: Arc<Savepoints>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -289,6 +297,7 @@ impl Coordinator {
         wakers: Arc<[ShardWaker]>,
         committers: Vec<Arc<dyn Committer>>,
         halt: Arc<AtomicBool>,
+        savepoints: Arc<Savepoints>,
     ) -> Result<Arc<Coordinator>, PipelineError> {
         let started = Instant::now();
         let dir = CheckpointDir::open_or_create(&settings.dir)?;
@@ -355,6 +364,7 @@ impl Coordinator {
                     ..CheckpointStats::default()
                 },
                 error: None,
+                savepoint: None,
             }),
             complete_tx,
             complete_rx,
@@ -364,6 +374,7 @@ impl Coordinator {
             wakers,
             committers,
             halt,
+            savepoints,
         };
         Ok(Arc::new(coordinator))
     }
@@ -543,12 +554,29 @@ impl Coordinator {
         p.pending.retain(|&pending, _| pending > id);
         p.handed_out = id;
         p.stats.timed_out += 1;
+        if let Some((_, waiters)) = p.savepoint.take_if(|(s, _)| *s == id) {
+            // Taken again with the next checkpoint.
+            self.savepoints.put_back(waiters);
+        }
         true
     }
 
     /// Triggers checkpoint `requested + 1` and wakes the shards so that idle sources see it.
+    #[cfg(test)]
     fn trigger(&self) -> u64 {
+        self.trigger_as(false)
+    }
+
+    /// Triggers checkpoint `requested + 1`, as the savepoint the waiting requests asked for if
+    /// `savepoint`, and wakes the shards so that idle sources see it.
+    fn trigger_as(&self, savepoint: bool) -> u64 {
         let id = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        if savepoint {
+            let waiters = self.savepoints.take();
+            if !waiters.is_empty() {
+                self.progress().savepoint = Some((id, waiters));
+            }
+        }
         self.wake_shards();
         id
     }
@@ -584,14 +612,10 @@ impl Coordinator {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let manifest = Manifest::new(
-            c.id,
-            CheckpointKind::Checkpoint,
-            self.key_groups.max_key_groups(),
-            shards,
-            vec![],
-            created,
-        )?;
+        let savepoint = self.progress().savepoint.as_ref().is_some_and(|(s, _)| *s == c.id);
+        let kind = if savepoint { CheckpointKind::Savepoint } else { CheckpointKind::Checkpoint };
+        let manifest =
+            Manifest::new(c.id, kind, self.key_groups.max_key_groups(), shards, vec![], created)?;
         self.attempts(|_| write_manifest(&self.dir, &manifest, &options))?;
         // Complete: what the exactly-once sinks pre-committed at its barriers becomes visible.
         for committer in &self.committers {
@@ -599,6 +623,10 @@ impl Coordinator {
         }
         self.dir.gc(self.settings.retention)?;
         let mut p = self.progress();
+        if let Some((id, waiters)) = p.savepoint.take_if(|(s, _)| *s == c.id) {
+            p.stats.savepoints += 1;
+            savepoint::answer(waiters, id);
+        }
         p.stats.completed += 1;
         p.stats.last_completed = Some(c.id);
         if !c.last {
@@ -661,12 +689,13 @@ impl Coordinator {
                     }
                 }
             }
-            let timeout = match in_flight {
-                Some((_, expires)) => {
-                    Duration::from_millis(50).min(expires.saturating_duration_since(Instant::now()))
-                }
-                None => next_trigger.saturating_duration_since(Instant::now()),
+            // Every 50 ms at least: for the timeout, and for savepoint requests.
+            let until = match in_flight {
+                Some((_, expires)) => expires,
+                None => next_trigger,
             };
+            let timeout =
+                Duration::from_millis(50).min(until.saturating_duration_since(Instant::now()));
             match self.complete_rx.recv_timeout(timeout) {
                 Ok(None) => break,
                 Ok(Some(c)) => {
@@ -681,8 +710,9 @@ impl Coordinator {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if in_flight.is_none() && Instant::now() >= next_trigger {
-                        let id = self.trigger();
+                    let savepoint = self.savepoints.is_requested();
+                    if in_flight.is_none() && (savepoint || Instant::now() >= next_trigger) {
+                        let id = self.trigger_as(savepoint);
                         in_flight = Some((id, deadline(self.settings.timeout)));
                     }
                 }
@@ -729,6 +759,10 @@ impl Coordinator {
             }
         }
         let mut p = self.progress();
+        if let Some((_, waiters)) = p.savepoint.take() {
+            // Not complete in this attempt: the next one (after a restart) takes it.
+            self.savepoints.put_back(waiters);
+        }
         if let Some(e) = p.error.take() {
             return Err(e);
         }
@@ -791,6 +825,7 @@ mod tests {
             Arc::from(vec![ShardWaker::new()]),
             vec![],
             Arc::new(AtomicBool::new(false)),
+            Arc::new(Savepoints::new(true)),
         )
         .unwrap()
     }

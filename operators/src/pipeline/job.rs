@@ -46,6 +46,7 @@ use super::build::BuildContext;
 use super::builder::{Env, Pipeline};
 use super::checkpoint::{CheckpointStats, Coordinator};
 use super::run::{self, RunControl};
+use super::savepoint::SavepointHandle;
 use super::sink::{ChannelSink, Disconnected, Sink, VecSink};
 use super::stage::{Stage, StagePlan, Status};
 use crate::context::ShardInfo;
@@ -323,6 +324,17 @@ impl<T> RunningJob<T> {
     /// A shard waiting on a full channel sees it once the channel is read or its receiver dropped.
     pub fn stop(&self) {
         self.control.stop();
+    }
+
+    /// Asks for a savepoint (the job needs [`Pipeline::checkpointing`]):
+    /// the next checkpoint, triggered at once if none is in flight, is written as a savepoint,
+    /// which retention never deletes. [`SavepointHandle::wait`] returns its id once its manifest
+    /// is durable (and the exactly-once output before its barriers is committed). A job started on
+    /// the same checkpoint directory resumes from the newest complete checkpoint or savepoint,
+    /// on any shard count; to resume from an older savepoint, start it on a directory where that
+    /// savepoint is the newest. The savepoint is deleted only by deleting its files.
+    pub fn savepoint(&self) -> SavepointHandle {
+        self.control.savepoints.request()
     }
 
     /// True once the job has ended (its last outputs may still be in the channel).

@@ -18,6 +18,7 @@ use super::builder::Env;
 use super::checkpoint::{CheckpointStats, Coordinator};
 use super::job::{AnySink, JobPlan, JobRun, RootStage, RootTask};
 use super::restart::{RestartPolicy, Restarts, recoverable};
+use super::savepoint::Savepoints;
 use super::sink::Sink;
 use super::stage::StagePlan;
 use crate::context::ShardInfo;
@@ -33,6 +34,8 @@ pub(crate) struct RunControl {
     stopped_by_program: Arc<AtomicBool>,
     wakers: Arc<[ShardWaker]>,
     key_groups: KeyGroups,
+    /// The program's savepoint requests, answered by the checkpoint threads of every attempt.
+    pub(crate) savepoints: Arc<Savepoints>,
 }
 
 impl RunControl {
@@ -49,6 +52,7 @@ impl RunControl {
             stopped_by_program: Arc::new(AtomicBool::new(false)),
             wakers: (0..shards).map(|_| ShardWaker::new()).collect(),
             key_groups,
+            savepoints: Arc::new(Savepoints::new(env.checkpointing.is_some())),
         })
     }
 
@@ -130,6 +134,7 @@ impl<'a> Shared<'a> {
                 control.wakers.clone(),
                 env.committers.clone(),
                 control.stop.clone(),
+                control.savepoints.clone(),
             )?),
             None => {
                 // No checkpoint to resume from: a fresh start for every exactly-once sink.
@@ -292,27 +297,30 @@ fn with_restarts<T>(
 ) -> Result<T, PipelineError> {
     let policy = env.checkpointing.as_ref().map_or(RestartPolicy::none(), |c| c.restart);
     let mut restarts = Restarts::new(policy);
-    loop {
+    let result = loop {
         match attempt() {
             Ok(mut r) => {
                 if let Some(s) = stats(&mut r) {
                     s.restarts = restarts.taken();
                 }
-                return Ok(r);
+                break Ok(r);
             }
             Err(e) if recoverable(&e) && policy.max_restarts > 0 => {
                 if !restarts.allow(Instant::now()) {
                     let restarts = restarts.taken();
-                    return Err(PipelineError::RestartsExhausted { restarts, last: Box::new(e) });
+                    break Err(PipelineError::RestartsExhausted { restarts, last: Box::new(e) });
                 }
                 if !control.rearm() {
-                    return Err(e);
+                    break Err(e);
                 }
                 std::thread::sleep(restarts.backoff());
             }
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
         }
-    }
+    };
+    // No attempt follows: savepoints still requested will not be taken.
+    control.savepoints.end();
+    result
 }
 
 /// Runs `per_shard` on every shard's thread; see [`run_threads`].
