@@ -470,6 +470,28 @@ fn a_savepoint_requested_from_a_running_job_is_kept_and_restores_on_any_shard_co
         assert_eq!(kept[0], (id, CheckpointKind::Savepoint));
         let _ = std::fs::remove_dir_all(&copy);
     }
+    // From the savepoint in its own directory, into a new one (Flink's `--fromSavepoint`): the
+    // newer checkpoint there is ignored, the new run's checkpoints follow the savepoint's id.
+    let new_dir = fresh_dir("savepoint-new");
+    let settings =
+        Checkpointing::new(&new_dir).interval(Duration::from_millis(1)).restore_from(&dir, id);
+    let (second, stats) = run_with(2, Some(settings), 2).unwrap();
+    let stats = stats.unwrap();
+    assert_eq!(stats.restored_from, Some(id));
+    let mut all = before_barrier(&first, id, last);
+    all.extend(second.iter().flat_map(|e| records(e)));
+    assert_eq!(sorted(all), reference, "savepoint {id} restored into a new directory");
+    assert!(completed(&new_dir).iter().all(|&c| c > id), "{:?}", completed(&new_dir));
+    assert_eq!(kinds(&dir).len(), 2, "the savepoint's directory is only read");
+    // Once the new directory has a checkpoint of its own, it is what a run resumes from.
+    let settings = Checkpointing::new(&new_dir).restore_from(&dir, id);
+    let (_, stats) = run_with(2, Some(settings), 0).unwrap();
+    assert!(stats.unwrap().restored_from > Some(id));
+    // A savepoint that is not there is an error naming what is missing.
+    let missing = Checkpointing::new(fresh_dir("savepoint-none")).restore_from(&dir, id + 100);
+    let err = run_with(2, Some(missing), 0).unwrap_err();
+    assert!(matches!(err, PipelineError::Checkpoint(_)), "{err}");
+    let _ = std::fs::remove_dir_all(&new_dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -77,6 +77,18 @@ pub struct GcReport {
 }
 
 impl CheckpointDir {
+    /// Opens the checkpoint directory at `path`, which must exist (to read a checkpoint of it),
+    /// with the checks of [`open_or_create`](Self::open_or_create).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error naming `path` if it does not exist; those of `open_or_create`.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<CheckpointDir, CheckpointError> {
+        let path = path.as_ref();
+        std::fs::symlink_metadata(path).map_err(|e| CheckpointError::io(IoOp::Open, path, e))?;
+        Self::open_or_create(path)
+    }
+
     /// Opens the checkpoint directory at `path`, creating it (mode `0700`, its parent must exist)
     /// if it does not exist.
     ///
@@ -266,6 +278,29 @@ impl CheckpointDir {
                 skipped: skipped.into_iter().map(|(c, e)| (c, Box::new(e))).collect(),
             })
         }
+    }
+
+    /// Checkpoint (or savepoint) `checkpoint` of this directory, validated like
+    /// [`newest_complete`](Self::newest_complete) validates the newest: its manifest and every
+    /// file it names. For a run that starts from a chosen savepoint.
+    ///
+    /// # Errors
+    ///
+    /// The manifest's error (an I/O error naming it if there is none), a mismatch of the id it
+    /// records, or that of the first file that does not validate.
+    pub fn complete(&self, checkpoint: u64) -> Result<RestoredCheckpoint, CheckpointError> {
+        let path = self.path.join(manifest_name(checkpoint));
+        let manifest = read_manifest_with(&self.faults, &path, self.max_manifest_bytes)?;
+        if manifest.checkpoint != checkpoint {
+            return Err(CheckpointError::Mismatch {
+                file: path,
+                field: super::MismatchField::Checkpoint,
+                expected: checkpoint.to_string(),
+                found: manifest.checkpoint.to_string(),
+            });
+        }
+        let files = self.validate_checkpoint(&manifest)?;
+        Ok(RestoredCheckpoint { manifest, files, skipped: Vec::new() })
     }
 
     /// Deletes the checkpoints older than the newest `keep` complete ones (`keep >= 2`), so that

@@ -92,6 +92,10 @@ pub struct Checkpointing {
     /// writing of a checkpoint whose barriers have all been acknowledged is not cut short (its
     /// file writes are bounded by [`write_attempts`](Self::write_attempts)).
     pub timeout: Duration,
+    /// Where a run starts when [`dir`](Self::dir) holds no complete checkpoint: checkpoint (or
+    /// savepoint) `id` of another checkpoint directory (default none: a fresh start). Flink's
+    /// `--fromSavepoint`. New checkpoints go to `dir`, numbered after it.
+    pub restore_from: Option<(PathBuf, u64)>,
 }
 
 impl Checkpointing {
@@ -108,7 +112,15 @@ impl Checkpointing {
             faults: FaultPlan::none(),
             write_attempts: 3,
             timeout: Duration::from_secs(600),
+            restore_from: None,
         }
+    }
+
+    /// Starts, when the checkpoint directory holds no complete checkpoint yet, from checkpoint
+    /// or savepoint `checkpoint` of the checkpoint directory `dir` ([`restore_from`](Self::restore_from)).
+    pub fn restore_from(mut self, dir: impl Into<PathBuf>, checkpoint: u64) -> Self {
+        self.restore_from = Some((dir.into(), checkpoint));
+        self
     }
 
     /// How long a checkpoint may take until every shard has acknowledged its barrier
@@ -302,7 +314,19 @@ impl Coordinator {
         let started = Instant::now();
         let dir = CheckpointDir::open_or_create(&settings.dir)?;
         dir.remove_leftover_tmp()?;
-        let restored = match dir.newest_complete(settings.restore_policy)? {
+        // The newest complete checkpoint of the directory, else the one to start from.
+        let (found, from) = match dir.newest_complete(settings.restore_policy)? {
+            Some(r) => (Some(r), None),
+            None => match &settings.restore_from {
+                None => (None, None),
+                Some((path, id)) => {
+                    let from = CheckpointDir::open_existing(path)?;
+                    (Some(from.complete(*id)?), Some(from))
+                }
+            },
+        };
+        let read_from = from.as_ref().unwrap_or(&dir);
+        let restored = match found {
             None => None,
             Some(r) => {
                 let m = &r.manifest;
@@ -320,7 +344,7 @@ impl Coordinator {
                 let mut restored = Restored { checkpoint: m.checkpoint, ..Restored::default() };
                 let old_shards = m.shard_count as usize;
                 for (shard, file) in r.files.iter().enumerate() {
-                    let path = dir.path().join(shard_file_name(m.checkpoint, shard as u32));
+                    let path = read_from.path().join(shard_file_name(m.checkpoint, shard as u32));
                     for (operator, snapshot) in keyed_sections(&path, file)? {
                         restored.keyed.entry(operator).or_default().push(snapshot);
                     }

@@ -331,8 +331,9 @@ impl<T> RunningJob<T> {
     /// which retention never deletes. [`SavepointHandle::wait`] returns its id once its manifest
     /// is durable (and the exactly-once output before its barriers is committed). A job started on
     /// the same checkpoint directory resumes from the newest complete checkpoint or savepoint,
-    /// on any shard count; to resume from an older savepoint, start it on a directory where that
-    /// savepoint is the newest. The savepoint is deleted only by deleting its files.
+    /// on any shard count; [`Checkpointing::restore_from`](super::Checkpointing::restore_from)
+    /// starts a job in a new directory from a chosen savepoint. The savepoint is deleted only by
+    /// deleting its files.
     pub fn savepoint(&self) -> SavepointHandle {
         self.control.savepoints.request()
     }
