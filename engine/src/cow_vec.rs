@@ -17,6 +17,13 @@
 //! so the last of them, the checkpoint thread once it has written the checkpoint, frees the
 //! copies: the shard never pays for freeing them.
 //!
+//! **The rule for `T`: no mutation through a shared reference** (no interior mutability). Reads
+//! (`Deref`, `Index`) hand out `&T` without looking at the page bits, so a row mutated through
+//! `&T` would change a frozen page behind the view's back, and after a reallocation the view reads
+//! a bitwise duplicate of the row that such a mutation could leave dangling. The engine's rows
+//! (integers, key records, spill sets, keys, `Option` of state values) keep the rule; keys and
+//! state values are `Sync` and reached by user code only through clones or write accesses.
+//!
 //! Not modelled by loom (the page states are a lock, not a lock-free protocol); the tests run
 //! under Miri, including a reader thread filling pages while the vector is written.
 
@@ -30,7 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 /// Rows per page: the unit of copy-on-write. 1,024 rows of 8-24 bytes are 8-24 KiB, large
 /// enough that the pending bitmap (one bit per page) stays in L1 at 10 M rows, small enough that
 /// a write after a freeze copies little.
-pub const PAGE: usize = 1 << PAGE_BITS;
+pub(crate) const PAGE: usize = 1 << PAGE_BITS;
 const PAGE_BITS: u32 = 10;
 
 const PENDING: u8 = 0;
@@ -41,7 +48,7 @@ const DONE: u8 = 2;
 /// (see the [module docs](self)). Reads go through `Deref<Target = [T]>`; writes through
 /// [`get_mut`](Self::get_mut) and [`slice_mut`](Self::slice_mut), which copy a page shared with
 /// a view first.
-pub struct CowVec<T> {
+pub(crate) struct CowVec<T> {
     rows: Vec<T>,
     /// One bit per page: set while `view` still needs the page as the freeze found it. Empty
     /// when there is no view.
@@ -53,7 +60,7 @@ pub struct CowVec<T> {
 
 /// The rows of a [`CowVec`] as a [`freeze`](CowVec::freeze) found them. `Send`: a checkpoint
 /// thread reads it while the shard writes the vector.
-pub struct FrozenVec<T> {
+pub(crate) struct FrozenVec<T> {
     view: Arc<View<T>>,
 }
 
@@ -72,8 +79,9 @@ struct View<T> {
     /// the allocator committing memory): set by the thread that moved the page to `BUSY`, read
     /// only once it is `DONE`.
     copies: Box<[UnsafeCell<*mut T>]>,
-    /// Buffers the vector outgrew while this view read them: allocations only (length 0), freed
-    /// with the view.
+    /// Buffers the vector let go of while this view read them, freed with the view: those it
+    /// outgrew (length 0: their rows moved on) and those it cleared or dropped (their rows,
+    /// owned by the view from then on).
     retired: Mutex<Vec<Vec<T>>>,
     /// [`clone_rows`] for `T`, chosen at the freeze (the only place that needs `T: Clone`).
     clone_rows: CloneRows<T>,
@@ -182,25 +190,25 @@ impl<T> Drop for View<T> {
 
 impl<T> CowVec<T> {
     /// An empty vector.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         CowVec { rows: Vec::new(), pending: Vec::new(), view: None }
     }
 
     /// How many rows the vector has room for without reallocating.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.rows.capacity()
     }
 
     /// Row `i` for writing, copying its page into a pending view first.
     #[inline(always)]
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.get_mut_if(i, |_| true)
     }
 
     /// Row `i` for writing if `wanted(row)`: one bounds check, and a page shared with a view
     /// is copied only if the row is wanted (so an absent row is found without a copy).
     #[inline(always)]
-    pub fn get_mut_if(&mut self, i: usize, wanted: impl FnOnce(&T) -> bool) -> Option<&mut T> {
+    pub(crate) fn get_mut_if(&mut self, i: usize, wanted: impl FnOnce(&T) -> bool) -> Option<&mut T> {
         if !wanted(self.rows.get(i)?) {
             return None;
         }
@@ -213,7 +221,7 @@ impl<T> CowVec<T> {
 
     /// The rows `start..end` for writing (clamped to the length), copying their pending pages
     /// into the view first.
-    pub fn slice_mut(&mut self, start: usize, end: usize) -> &mut [T] {
+    pub(crate) fn slice_mut(&mut self, start: usize, end: usize) -> &mut [T] {
         let end = end.min(self.rows.len());
         let start = start.min(end);
         if start < end && !self.pending.is_empty() {
@@ -228,7 +236,7 @@ impl<T> CowVec<T> {
 
     /// Appends a row.
     #[inline]
-    pub fn push(&mut self, value: T) {
+    pub(crate) fn push(&mut self, value: T) {
         if self.rows.len() == self.rows.capacity() {
             self.reserve(1);
         }
@@ -237,7 +245,7 @@ impl<T> CowVec<T> {
 
     /// Grows the vector to `len` rows, filling new rows with `fill()`; a no-op if it is that long.
     #[inline]
-    pub fn grow_with(&mut self, len: usize, fill: impl FnMut() -> T) {
+    pub(crate) fn grow_with(&mut self, len: usize, fill: impl FnMut() -> T) {
         if len > self.rows.len() {
             if len > self.rows.capacity() {
                 self.reserve(len - self.rows.len());
@@ -246,14 +254,15 @@ impl<T> CowVec<T> {
         }
     }
 
-    /// Removes every row (a pending view's pages are filled first).
-    pub fn clear(&mut self) {
-        self.release();
+    /// Removes every row. Under a pending view the rows go to the view, which drops them with
+    /// itself (nothing is copied, and the shard does not drop them).
+    pub(crate) fn clear(&mut self) {
+        self.hand_over();
         self.rows.clear();
     }
 
     /// Freezes the rows for a checkpoint: O(pages), no row is copied here.
-    pub fn freeze(&mut self) -> FrozenVec<T>
+    pub(crate) fn freeze(&mut self) -> FrozenVec<T>
     where
         T: Clone,
     {
@@ -311,7 +320,9 @@ impl<T> CowVec<T> {
         if self.rows.capacity() - len >= more {
             return;
         }
-        let Some(view) = self.live_view() else {
+        // No page pending (all copied, or none to begin with): an ordinary reallocation.
+        let view = self.live_view().filter(|_| self.pending.iter().any(|&w| w != 0));
+        let Some(view) = view else {
             self.forget_view();
             self.rows.reserve(more);
             return;
@@ -346,7 +357,25 @@ impl<T> CowVec<T> {
     /// The view, if a reader still holds it. (If the reader lets go while the vector holds
     /// this reference, the vector frees the view: rare, a race with the end of a checkpoint.)
     fn live_view(&self) -> Option<Arc<View<T>>> {
-        self.view.as_ref().and_then(Weak::upgrade)
+        let view = self.view.as_ref()?;
+        let live = view.upgrade();
+        if live.is_none() {
+            // A failed upgrade is a Relaxed load: this fence pairs with the Release of the
+            // readers' last `Arc` drop, so that their reads of `base` happen before the writes,
+            // drops and moves of rows that follow.
+            std::sync::atomic::fence(Ordering::Acquire);
+        }
+        live
+    }
+
+    /// Hands the rows to a pending view, which then owns (and drops) them, leaving the vector
+    /// empty; without one, nothing happens.
+    fn hand_over(&mut self) {
+        if let Some(view) = self.live_view() {
+            let rows = mem::take(&mut self.rows);
+            view.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(rows);
+        }
+        self.forget_view();
     }
 
     fn forget_view(&mut self) {
@@ -409,25 +438,22 @@ impl<T: std::fmt::Debug> std::fmt::Debug for CowVec<T> {
 }
 
 impl<T> Drop for CowVec<T> {
+    /// Under a pending view the rows go to the view (no copy, no `clone` that could panic while
+    /// the rows are dropped).
     fn drop(&mut self) {
-        self.release();
+        self.hand_over();
     }
 }
 
 impl<T> FrozenVec<T> {
     /// How many rows the vector had at the freeze.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.view.len
-    }
-
-    /// Whether the vector was empty at the freeze.
-    pub fn is_empty(&self) -> bool {
-        self.view.len == 0
     }
 
     /// Row `i` as the freeze found it (copying its page first if the vector has not).
     #[inline]
-    pub fn get(&self, i: usize) -> Option<&T> {
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
         if i >= self.view.len {
             return None;
         }
@@ -533,6 +559,30 @@ mod tests {
         assert_eq!(frozen.get(5), Some(&Fussy(5)));
         *v.get_mut(5).unwrap() = Fussy(50);
         assert_eq!(frozen.get(5), Some(&Fussy(5)));
+    }
+
+    #[test]
+    fn clearing_or_dropping_under_a_view_hands_the_rows_over_without_cloning() {
+        #[derive(Debug, PartialEq)]
+        struct NoClone(u32);
+        impl Clone for NoClone {
+            fn clone(&self) -> Self {
+                assert!(CLONES.with(std::cell::Cell::get), "cloned {}", self.0);
+                NoClone(self.0)
+            }
+        }
+        thread_local!(static CLONES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        let mut v = CowVec::new();
+        (0..PAGE as u32 + 3).for_each(|i| v.push(NoClone(i)));
+        let frozen = v.freeze();
+        v.clear();
+        assert!(v.is_empty() && v.view.is_none());
+        v.push(NoClone(7));
+        let again = v.freeze();
+        drop(v);
+        CLONES.with(|c| c.set(true));
+        assert_eq!(frozen.get(PAGE + 2), Some(&NoClone(PAGE as u32 + 2)));
+        assert_eq!(again.get(0), Some(&NoClone(7)));
     }
 
     #[test]

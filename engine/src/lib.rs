@@ -28,9 +28,10 @@
 
 // Checkpoint files; its `fs` module is one of the five allowed unsafe code.
 pub mod checkpoint;
-// Copy-on-write rows for the checkpoint freeze; one of the modules allowed unsafe code.
+// Copy-on-write rows for the checkpoint freeze; one of the modules allowed unsafe code. Internal:
+// its soundness rests on rules about the row types that only the engine's own uses keep.
 #[allow(unsafe_code)]
-pub mod cow_vec;
+pub(crate) mod cow_vec;
 pub mod exchange;
 pub mod key;
 pub mod keyed;

@@ -258,10 +258,8 @@ impl KeyIndex {
     /// Removes `key`'s timer at `at`; returns its sequence number if it was live.
     #[inline]
     pub(super) fn remove(&mut self, key: KeyId, at: u64) -> Option<u32> {
-        let r = self.records.get_mut(key as usize)?;
-        if r.seq[0] == NO_SEQ {
-            return None;
-        }
+        // Found without a write access (which would copy a frozen page) if there is no timer.
+        let r = self.records.get_mut_if(key as usize, |r| r.seq[0] != NO_SEQ)?;
         if r.at[0] == at {
             let seq = r.seq[0];
             match r.seq[1] {
@@ -298,9 +296,8 @@ impl KeyIndex {
     #[inline]
     pub(super) fn take_if_live(&mut self, e: &Entry) -> bool {
         // The common case in one read: the key's only timer, inline, is this entry.
-        if let Some(r) = self.records.get_mut(e.key as usize)
-            && r.seq == [e.seq, NO_SEQ]
-            && r.at[0] == e.at
+        if let Some(r) =
+            self.records.get_mut_if(e.key as usize, |r| r.seq == [e.seq, NO_SEQ] && r.at[0] == e.at)
         {
             r.seq[0] = NO_SEQ;
             return true;
