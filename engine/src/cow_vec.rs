@@ -208,7 +208,11 @@ impl<T> CowVec<T> {
     /// Row `i` for writing if `wanted(row)`: one bounds check, and a page shared with a view
     /// is copied only if the row is wanted (so an absent row is found without a copy).
     #[inline(always)]
-    pub(crate) fn get_mut_if(&mut self, i: usize, wanted: impl FnOnce(&T) -> bool) -> Option<&mut T> {
+    pub(crate) fn get_mut_if(
+        &mut self,
+        i: usize,
+        wanted: impl FnOnce(&T) -> bool,
+    ) -> Option<&mut T> {
         if !wanted(self.rows.get(i)?) {
             return None;
         }
