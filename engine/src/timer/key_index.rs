@@ -296,8 +296,9 @@ impl KeyIndex {
     #[inline]
     pub(super) fn take_if_live(&mut self, e: &Entry) -> bool {
         // The common case in one read: the key's only timer, inline, is this entry.
-        if let Some(r) =
-            self.records.get_mut_if(e.key as usize, |r| r.seq == [e.seq, NO_SEQ] && r.at[0] == e.at)
+        if let Some(r) = self.records.get_mut(e.key as usize)
+            && r.seq == [e.seq, NO_SEQ]
+            && r.at[0] == e.at
         {
             r.seq[0] = NO_SEQ;
             return true;
