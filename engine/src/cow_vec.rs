@@ -11,9 +11,9 @@
 //!
 //! A vector that must reallocate while a view still reads its rows hands the old buffer to the
 //! view (its rows are moved bitwise into the new buffer, and the old allocation is freed with the
-//! view); clearing or dropping it first fills the view's remaining pages. A second freeze while
-//! the view of the first is still alive fills the first view's remaining pages, so there is at
-//! most one pending view at a time. The readers own a view (the vector keeps a weak reference),
+//! view); clearing or dropping it hands its rows to the view, which drops them. A second freeze
+//! while the view of the first is still alive fills the first view's remaining pages, so there is
+//! at most one pending view at a time. The readers own a view (the vector keeps a weak reference),
 //! so the last of them, the checkpoint thread once it has written the checkpoint, frees the
 //! copies: the shard never pays for freeing them.
 //!
@@ -68,7 +68,7 @@ pub(crate) struct FrozenVec<T> {
 struct View<T> {
     /// The rows at the freeze. A page whose state is not `DONE` is read from here; its rows are
     /// neither written nor dropped until the page is `DONE` (the vector copies a pending page
-    /// before writing it, and fills every pending page before clearing or dropping its rows).
+    /// before writing it, and hands its buffer to `retired` instead of freeing it).
     base: *const T,
     len: usize,
     /// Each page's state: `PENDING` (read from `base`), `BUSY` (being filled), `DONE` (its
@@ -85,6 +85,13 @@ struct View<T> {
     retired: Mutex<Vec<Vec<T>>>,
     /// [`clone_rows`] for `T`, chosen at the freeze (the only place that needs `T: Clone`).
     clone_rows: CloneRows<T>,
+}
+
+impl<T> View<T> {
+    /// Keeps `buffer` (a buffer of the vector that `base` may point into) until the view goes.
+    fn retire(&self, buffer: Vec<T>) {
+        self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(buffer);
+    }
 }
 
 /// A copy of the `n` rows at `src`.
@@ -342,8 +349,7 @@ impl<T> CowVec<T> {
             self.rows.set_len(0);
             grown.set_len(len);
         }
-        let old = mem::replace(&mut self.rows, grown);
-        view.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(old);
+        view.retire(mem::replace(&mut self.rows, grown));
     }
 
     /// Fills every page a pending view still needs, so that the rows may be dropped or moved.
@@ -376,8 +382,7 @@ impl<T> CowVec<T> {
     /// empty; without one, nothing happens.
     fn hand_over(&mut self) {
         if let Some(view) = self.live_view() {
-            let rows = mem::take(&mut self.rows);
-            view.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(rows);
+            view.retire(mem::take(&mut self.rows));
         }
         self.forget_view();
     }

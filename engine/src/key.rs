@@ -292,8 +292,7 @@ impl<K> FrozenKeys<K> {
 
     /// The live keys with their ids, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> + '_ {
-        let words = (0..self.live.len()).filter_map(|w| self.live.get(w).copied());
-        live_ids(words).filter_map(move |id| Some((id as KeyId, self.keys.get(id)?)))
+        live_ids(self.words()).filter_map(move |id| Some((id as KeyId, self.keys.get(id)?)))
     }
 
     /// How many keys are live.
@@ -306,6 +305,7 @@ impl<K> FrozenKeys<K> {
         self.words().all(|w| w == 0)
     }
 
+    /// The live bits, a word (64 ids) at a time.
     fn words(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.live.len()).filter_map(|w| self.live.get(w).copied())
     }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use pinwheel_engine::checkpoint::{CheckpointDir, CheckpointKind};
 use pinwheel_operators::pipeline::{
     BuildContext, CheckpointStats, Checkpointing, ExactlyOnceFiles, FileSink, FileSinkError, Job,
-    Pipeline, RestartPolicy, SavepointError, Sink, Stage, StagePlan, Status, Turn,
+    Pipeline, RestartPolicy, RunningJob, SavepointError, Sink, Stage, StagePlan, Status, Turn,
 };
 use pinwheel_operators::{
     Collector, ConfigError, Context, FnError, KeyedProcessFunction, MapState, MapStateDescriptor,
@@ -495,30 +495,29 @@ fn a_savepoint_requested_from_a_running_job_is_kept_and_restores_on_any_shard_co
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_savepoint_without_checkpointing_or_after_the_end_is_refused() {
-    let pipeline = Pipeline::new().shards(1);
+/// A one-shard job of the gated source (no gates) spawned on `pipeline`.
+fn spawn_ungated(pipeline: &Pipeline) -> RunningJob {
     let stream = pipeline
         .from_source(Gated { seen: Arc::new(AtomicU64::new(0)), gates: 0 })
         .key_by(|e: &(u64, u64)| e.0)
         .process(WindowSum::default);
-    let mut job = Job::new(&pipeline);
+    let mut job = Job::new(pipeline);
     job.sink(stream, |_| Recording { elements: Vec::new(), seen: None });
-    let running = job.spawn().unwrap();
+    job.spawn().unwrap()
+}
+
+#[test]
+fn a_savepoint_without_checkpointing_or_after_the_end_is_refused() {
+    let running = spawn_ungated(&Pipeline::new().shards(1));
     assert_eq!(running.savepoint().wait(), Err(SavepointError::CheckpointingOff));
     running.join().unwrap();
 
     let dir = fresh_dir("savepoint-late");
-    let pipeline = Pipeline::new()
-        .shards(1)
-        .checkpointing(Checkpointing::new(&dir).interval(Duration::from_secs(3600)));
-    let stream = pipeline
-        .from_source(Gated { seen: Arc::new(AtomicU64::new(0)), gates: 0 })
-        .key_by(|e: &(u64, u64)| e.0)
-        .process(WindowSum::default);
-    let mut job = Job::new(&pipeline);
-    job.sink(stream, |_| Recording { elements: Vec::new(), seen: None });
-    let running = job.spawn().unwrap();
+    let running = spawn_ungated(
+        &Pipeline::new()
+            .shards(1)
+            .checkpointing(Checkpointing::new(&dir).interval(Duration::from_secs(3600))),
+    );
     while !running.is_finished() {
         std::thread::yield_now();
     }

@@ -138,8 +138,8 @@ impl Spill {
     }
 }
 
-/// Calls `f(at, seq)` for each timer of the record `r` (whose spill set, if any, is in
-/// `spills`).
+/// Calls `f(at, seq)` for each timer of the record `r` (whose spill set, if any, `spill` finds
+/// by its index).
 fn record_timers<'a>(
     r: KeyRecord,
     spill: impl FnOnce(usize) -> Option<&'a Spill>,
