@@ -11,6 +11,7 @@ use super::column::{
 };
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
+use crate::cow_vec::{CowVec, FrozenVec};
 use crate::key::KeyId;
 use crate::time::Timestamp;
 
@@ -21,26 +22,26 @@ const KIND: &str = "ListState";
 ///
 /// Invariants: `stamps` is empty without TTL, else `stamps.len() == rows.len()` and every
 /// `stamps[i].len() == rows[i].len()`; `live` is the number of non-empty rows.
-#[derive(Clone)]
 pub(super) struct ListColumn<T> {
-    rows: Vec<Vec<T>>,
-    stamps: Vec<Vec<Timestamp>>,
+    /// Copy-on-write, so that a checkpoint freezes them in O(pages) ([`CowVec`]).
+    rows: CowVec<Vec<T>>,
+    stamps: CowVec<Vec<Timestamp>>,
     ttl: Option<Ttl>,
     live: usize,
 }
 
 impl<T> ListColumn<T> {
     pub(super) fn new(ttl: Option<Ttl>) -> Self {
-        ListColumn { rows: Vec::new(), stamps: Vec::new(), ttl, live: 0 }
+        ListColumn { rows: CowVec::new(), stamps: CowVec::new(), ttl, live: 0 }
     }
 
     #[inline]
     fn grow(&mut self, i: usize) {
         if i >= self.rows.len() {
             let len = i.saturating_add(1);
-            self.rows.resize_with(len, Vec::new);
+            self.rows.grow_with(len, Vec::new);
             if self.ttl.is_some() {
-                self.stamps.resize_with(len, Vec::new);
+                self.stamps.grow_with(len, Vec::new);
             }
         }
     }
@@ -169,8 +170,8 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
         let end = end.min(self.rows.len());
         let start = start.min(end);
         let mut emptied = 0;
-        let stamps = self.stamps.get_mut(start..).unwrap_or(&mut []);
-        for (items, stamps) in self.rows[start..end].iter_mut().zip(stamps) {
+        let stamps = self.stamps.slice_mut(start, end);
+        for (items, stamps) in self.rows.slice_mut(start, end).iter_mut().zip(stamps) {
             if !items.is_empty() && purge_expired(items, stamps, &ttl, now) > 0 && items.is_empty()
             {
                 *items = Vec::new();
@@ -191,7 +192,7 @@ impl<T: StateValue> ErasedColumn for ListColumn<T> {
     }
 
     fn freeze(&mut self) -> Box<dyn FrozenColumn> {
-        Box::new(self.clone())
+        Box::new(FrozenList { rows: self.rows.freeze(), stamps: self.stamps.freeze() })
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -330,9 +331,16 @@ impl<T> fmt::Debug for ListState<T> {
     }
 }
 
-impl<T: StateValue> FrozenColumn for ListColumn<T> {
+/// A [`ListColumn`] frozen at a barrier: copy-on-write views of its rows and timestamps (a
+/// page the shard writes after the freeze is copied then, once; the others are read in place).
+struct FrozenList<T> {
+    rows: FrozenVec<Vec<T>>,
+    stamps: FrozenVec<Vec<Timestamp>>,
+}
+
+impl<T: StateValue> FrozenColumn for FrozenList<T> {
     fn has_row(&self, key: KeyId) -> bool {
-        ErasedColumn::has_row(self, key)
+        self.rows.get(row(key)).is_some_and(|r| !r.is_empty())
     }
 
     fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {

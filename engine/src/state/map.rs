@@ -16,6 +16,7 @@ use super::column::{
 };
 use super::ttl::{Ttl, purge_expired, read_with_ttl};
 use super::{KeyedScope, StateError};
+use crate::cow_vec::{CowVec, FrozenVec};
 use crate::key::KeyId;
 use crate::time::Timestamp;
 
@@ -27,6 +28,7 @@ const KIND: &str = "MapState";
 ///
 /// Order: insertion order, except that removing an entry moves the last entry into its place;
 /// removing expired entries keeps the order of the others. It never depends on the hasher's seed.
+#[derive(Clone)]
 pub(super) struct MapRow<K, V> {
     entries: Vec<(K, V)>,
     stamps: Vec<Timestamp>,
@@ -123,7 +125,8 @@ impl<K: Eq + Hash, V> MapRow<K, V> {
 /// Invariants: a present row is never empty; `live` is the number of present rows; with TTL, every
 /// row's `stamps` has one timestamp per entry, without TTL none.
 pub(super) struct MapColumn<K, V> {
-    rows: Vec<Option<Box<MapRow<K, V>>>>,
+    /// Copy-on-write, so that a checkpoint freezes them in O(pages) ([`CowVec`]).
+    rows: CowVec<Option<Box<MapRow<K, V>>>>,
     /// One random-seeded hasher for all rows (map keys may come from untrusted input).
     hasher: RandomState,
     ttl: Option<Ttl>,
@@ -132,7 +135,7 @@ pub(super) struct MapColumn<K, V> {
 
 impl<K: Eq + Hash, V> MapColumn<K, V> {
     pub(super) fn new(ttl: Option<Ttl>) -> Self {
-        MapColumn { rows: Vec::new(), hasher: RandomState::new(), ttl, live: 0 }
+        MapColumn { rows: CowVec::new(), hasher: RandomState::new(), ttl, live: 0 }
     }
 
     /// The row of `key`, created (and counted) if absent, and the hasher.
@@ -140,7 +143,7 @@ impl<K: Eq + Hash, V> MapColumn<K, V> {
     fn row_for_write(&mut self, key: KeyId) -> Option<(&mut MapRow<K, V>, &RandomState)> {
         let i = row(key);
         if i >= self.rows.len() {
-            self.rows.resize_with(i.saturating_add(1), || None);
+            self.rows.grow_with(i.saturating_add(1), || None);
         }
         let slot = self.rows.get_mut(i)?;
         if slot.is_none() {
@@ -295,7 +298,7 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
         let end = end.min(self.rows.len());
         let start = start.min(end);
         let mut emptied = 0;
-        for slot in &mut self.rows[start..end] {
+        for slot in self.rows.slice_mut(start, end) {
             let Some(map) = slot.as_deref_mut() else {
                 continue;
             };
@@ -318,12 +321,7 @@ impl<K: Eq + Hash + StateValue, V: StateValue> ErasedColumn for MapColumn<K, V> 
     }
 
     fn freeze(&mut self) -> Box<dyn FrozenColumn> {
-        let rows = self
-            .rows
-            .iter()
-            .map(|r| r.as_deref().map(|m| (m.entries.clone(), m.stamps.clone())))
-            .collect();
-        Box::new(FrozenMap { rows, ttl: self.ttl.is_some() })
+        Box::new(FrozenMap { rows: self.rows.freeze(), ttl: self.ttl.is_some() })
     }
 
     fn decode_row(&mut self, key: KeyId, bytes: &[u8]) -> Result<(), CodecError> {
@@ -561,13 +559,10 @@ impl<K, V> fmt::Debug for MapState<K, V> {
     }
 }
 
-/// One frozen map row: its entries and their TTL timestamps (empty without TTL).
-type FrozenMapRow<K, V> = (Vec<(K, V)>, Vec<Timestamp>);
-
-/// A map column's entries (and TTL timestamps) frozen at a checkpoint barrier, without the rows'
-/// hash indexes.
+/// A map column frozen at a checkpoint barrier: a copy-on-write view of its rows (a page the
+/// shard writes after the freeze is copied then, once; the others are read in place).
 struct FrozenMap<K, V> {
-    rows: Vec<Option<FrozenMapRow<K, V>>>,
+    rows: FrozenVec<Option<Box<MapRow<K, V>>>>,
     ttl: bool,
 }
 
@@ -577,10 +572,10 @@ impl<K: StateValue, V: StateValue> FrozenColumn for FrozenMap<K, V> {
     }
 
     fn encode_row(&self, key: KeyId, out: &mut Vec<u8>) -> Result<bool, CodecError> {
-        let Some((entries, stamps)) = self.rows.get(row(key)).and_then(Option::as_ref) else {
+        let Some(map) = self.rows.get(row(key)).and_then(Option::as_deref) else {
             return Ok(false);
         };
-        encode(&(entries, self.ttl.then_some(stamps)), out)?;
+        encode(&(&map.entries, self.ttl.then_some(&map.stamps)), out)?;
         Ok(true)
     }
 }
