@@ -1145,6 +1145,46 @@ fn sweep_removes_expired_elements_from_rows_that_stay() {
     assert_eq!(reg.num_entries(), 0);
 }
 
+/// List and map rows are frozen copy-on-write (`cow_vec.rs`): a sweep that empties rows on every
+/// page after the freeze, and new keys that make the columns reallocate, leave the frozen rows as
+/// the freeze found them.
+#[test]
+fn a_freeze_of_list_and_map_rows_survives_sweeps_clears_and_growth() {
+    let mut reg = StateRegistry::new();
+    let l = reg.list_state(ListStateDescriptor::<u32>::new("l").with_ttl(ttl())).unwrap();
+    let m = reg.map_state(MapStateDescriptor::<u32, String>::new("m").with_ttl(ttl())).unwrap();
+    let keys = 3_000;
+    for k in 0..keys {
+        for i in 0..k % 4 + 1 {
+            l.add(&at(&reg, k, 0), k * 10 + i).unwrap();
+            m.put(&at(&reg, k, 0), i, format!("{k}.{i}")).unwrap();
+        }
+    }
+    let encoded = |frozen: &FrozenStates| {
+        let mut rows = Vec::new();
+        for k in 0..keys {
+            let mut bytes = Vec::new();
+            frozen.encode_rows_into(k, &mut bytes).unwrap();
+            rows.push(bytes);
+        }
+        rows
+    };
+    // The bytes as the freeze finds them, from a view dropped before the next freeze.
+    let want = encoded(&reg.freeze().unwrap());
+    assert!(want.iter().all(|r| r.len() > 8), "every key has a list and a map row");
+    let frozen = reg.freeze().unwrap();
+    for k in (0..keys).step_by(3) {
+        l.clear(&at(&reg, k, 0)).unwrap();
+    }
+    assert!(reg.cleanup_expired(TTL * 10, usize::MAX) > 0, "the sweep empties rows");
+    for k in keys..4 * keys {
+        l.add(&at(&reg, k, TTL * 10), k).unwrap();
+        m.put(&at(&reg, k, TTL * 10), k, String::new()).unwrap();
+    }
+    assert_eq!(reg.num_entries(), 2 * 3 * keys as usize);
+    assert_eq!(encoded(&frozen), want);
+}
+
 // --- Robustness -------------------------------------------------------------------------------
 
 #[test]
